@@ -1,0 +1,347 @@
+"""The write side: one method per use case on `Organization` aggregates.
+
+Every command loads the organization, calls one domain method and saves. A
+concurrent write by another process surfaces as `IntegrityError`; the command
+is then re-loaded, re-decided and re-saved, so no update is ever lost.
+
+Cost does not grow with the organization: aggregates are cached without the
+library's per-command deep copy (commands on one organization are serialised
+by a lock, and a failed command evicts its possibly half-changed copy), and
+snapshots are taken from the saved object rather than by replaying it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
+from copy import deepcopy
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.domain import Snapshot
+from eventsourcing.persistence import IntegrityError
+
+from membership import exceptions as err
+from membership.domain import DEFAULT_EXPIRES_IN_DAYS, Actor, Organization
+from membership.settings import Settings
+from membership.tokens import INVITATION, INVITE_LINK, TokenSigner, new_nonce
+
+log = logging.getLogger(__name__)
+LOCK_STRIPES = 256
+MAX_ATTEMPTS = 30
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def project_organization(org: Organization | None, events: Iterable[Any]) -> Organization | None:
+    """The library's projector without its per-event Protocol isinstance check (most of replay time)."""
+    for event in events:
+        org = event.mutate(org)
+    return org
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What a command did: where it landed in the event log, and what it made."""
+
+    organization_id: UUID
+    position: int | None  # notification id of its last event; None when nothing changed
+    id: UUID | None = None  # the member, invitation, link or role concerned
+    secret: str | None = None  # an invitation token or link code, to hand over once
+
+
+class Organizations(Application[UUID]):
+    """Team management for every organization (tenant)."""
+
+    name = "Organizations"
+    env = {"AGGREGATE_CACHE_MAXSIZE": "100", "DEEPCOPY_FROM_AGGREGATE_CACHE": "n"}
+    snapshotting_intervals = {Organization: 500}
+    snapshotting_projectors = {Organization: project_organization}
+
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        *,
+        secret_key: bytes | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        snapshot_interval: int | None = None,
+        max_pending_invitations: int = 1000,
+    ) -> None:
+        super().__init__(env)
+        self.signer = TokenSigner(secret_key or new_nonce().encode())
+        self.clock = clock
+        self.max_pending_invitations = max_pending_invitations
+        self.snapshot_interval = snapshot_interval or self.snapshotting_intervals[Organization]
+        self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
+        self.conflicts_retried = 0  # commands re-run after another process wrote first
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> Organizations:
+        """The application on the configured database (see `membership.settings`)."""
+        options: dict[str, Any] = {
+            "secret_key": settings.secret_key,
+            "snapshot_interval": settings.snapshot_interval,
+            "max_pending_invitations": settings.max_pending_invitations,
+        }
+        return cls(env=settings.eventsourcing_env(), **{**options, **overrides})
+
+    # -- organizations -------------------------------------------------------
+    def create_organization(self, actor: Actor, name: str) -> Receipt:
+        """A new organization; `actor` becomes its only member, the Owner."""
+        org = Organization.create(uuid4(), name, actor, uuid4(), self.clock())
+        return Receipt(org.id, self._position(self.save(org)), org.id)
+
+    def get_organization(self, organization_id: UUID) -> Organization:
+        """A private copy of the current state (costly for huge organizations)."""
+        with self.reading(organization_id) as org:
+            return deepcopy(org)
+
+    @contextmanager
+    def reading(self, organization_id: UUID) -> Iterator[Organization]:
+        """The current state, shared and read-only, for the duration of the block."""
+        with self._lock(organization_id):
+            yield self._get(organization_id)
+
+    def organization_at(self, organization_id: UUID, version: int) -> Organization:
+        """The state as it was after `version` events (temporal query)."""
+        return self.repository.get(organization_id, version=version, projector_func=project_organization)
+
+    # -- invitations ---------------------------------------------------------
+    def invite_member(
+        self,
+        organization_id: UUID,
+        actor: Actor,
+        email: str,
+        role_id: UUID,
+        expires_in_days: int = DEFAULT_EXPIRES_IN_DAYS,
+    ) -> Receipt:
+        """Invites an e-mail address; the receipt's `secret` is the accept token."""
+        invitation_id, nonce = uuid4(), new_nonce()
+        receipt = self._update(
+            organization_id,
+            lambda org: org.invite_member(
+                actor, invitation_id, email, role_id, nonce, self.clock(), expires_in_days, self.max_pending_invitations
+            ),
+            invitation_id,
+        )
+        return self._with_secret(receipt, INVITATION, nonce)
+
+    def resend_invitation(
+        self, organization_id: UUID, actor: Actor, invitation_id: UUID, expires_in_days: int | None = None
+    ) -> Receipt:
+        """A new token and expiry; the previous token stops working."""
+        nonce = new_nonce()
+        receipt = self._update(
+            organization_id,
+            lambda org: org.resend_invitation(actor, invitation_id, nonce, self.clock(), expires_in_days),
+            invitation_id,
+        )
+        return self._with_secret(receipt, INVITATION, nonce)
+
+    def cancel_invitation(self, organization_id: UUID, actor: Actor, invitation_id: UUID) -> Receipt:
+        return self._update(
+            organization_id, lambda org: org.cancel_invitation(actor, invitation_id, self.clock()), invitation_id
+        )
+
+    def accept_invitation(self, user: Actor, token: str) -> Receipt:
+        """Joins the organization the token belongs to; the receipt's `id` is the new member id."""
+        parsed = self.signer.parse(token)
+        if parsed is None:
+            raise err.InvalidInvitationTokenError("This invitation token is not valid.")
+        member_id = uuid4()
+
+        def accept(org: Organization) -> None:
+            invitation = org.invitations.get(str(parsed.item_id))
+            if invitation is None or not self.signer.verify(INVITATION, parsed, invitation["token_nonce"]):
+                raise err.InvalidInvitationTokenError(
+                    "This invitation token is not valid or was replaced by a newer one."
+                )
+            org.accept_invitation(user, parsed.item_id, member_id, self.clock())
+
+        return self._update(parsed.organization_id, accept, member_id, missing=err.InvalidInvitationTokenError)
+
+    def invitation_token(self, organization_id: UUID, invitation_id: UUID) -> str:
+        """The current accept token of an invitation (for the mailer)."""
+        with self.reading(organization_id) as org:
+            nonce = org.get_invitation(invitation_id)["token_nonce"]
+        return self.signer.derive(INVITATION, organization_id, invitation_id, nonce)
+
+    # -- invite links --------------------------------------------------------
+    def create_invite_link(
+        self,
+        organization_id: UUID,
+        actor: Actor,
+        role_id: UUID,
+        max_uses: int = 0,
+        expires_in_days: int = DEFAULT_EXPIRES_IN_DAYS,
+    ) -> Receipt:
+        """A shareable link; the receipt's `secret` is its code."""
+        link_id, nonce = uuid4(), new_nonce()
+        receipt = self._update(
+            organization_id,
+            lambda org: org.create_invite_link(actor, link_id, role_id, nonce, self.clock(), max_uses, expires_in_days),
+            link_id,
+        )
+        return self._with_secret(receipt, INVITE_LINK, nonce)
+
+    def delete_invite_link(self, organization_id: UUID, actor: Actor, link_id: UUID) -> Receipt:
+        return self._update(organization_id, lambda org: org.delete_invite_link(actor, link_id, self.clock()), link_id)
+
+    def accept_invite_link(self, user: Actor, code: str) -> Receipt:
+        """Joins by link; the receipt's `id` is the new member id."""
+        parsed = self.signer.parse(code)
+        if parsed is None:
+            raise err.InvalidInviteLinkCodeError("This invite link code is not valid.")
+        member_id = uuid4()
+
+        def redeem(org: Organization) -> None:
+            link = org.links.get(str(parsed.item_id))
+            if link is None or not self.signer.verify(INVITE_LINK, parsed, link["code_nonce"]):
+                raise err.InvalidInviteLinkCodeError("This invite link code is not valid.")
+            org.redeem_invite_link(user, parsed.item_id, member_id, self.clock())
+
+        return self._update(parsed.organization_id, redeem, member_id, missing=err.InvalidInviteLinkCodeError)
+
+    def invite_link_code(self, organization_id: UUID, link_id: UUID) -> str:
+        with self.reading(organization_id) as org:
+            nonce = org.get_invite_link(link_id)["code_nonce"]
+        return self.signer.derive(INVITE_LINK, organization_id, link_id, nonce)
+
+    # -- members -------------------------------------------------------------
+    def change_role(self, organization_id: UUID, actor: Actor, member_id: UUID, role_id: UUID) -> Receipt:
+        return self._update(
+            organization_id, lambda org: org.change_role(actor, member_id, role_id, self.clock()), member_id
+        )
+
+    def remove_member(self, organization_id: UUID, actor: Actor, member_id: UUID) -> Receipt:
+        return self._update(organization_id, lambda org: org.remove_member(actor, member_id, self.clock()), member_id)
+
+    def leave(self, organization_id: UUID, actor: Actor) -> Receipt:
+        return self._update(organization_id, lambda org: org.leave(actor, self.clock()))
+
+    def transfer_ownership(self, organization_id: UUID, actor: Actor, member_id: UUID) -> Receipt:
+        return self._update(
+            organization_id, lambda org: org.transfer_ownership(actor, member_id, self.clock()), member_id
+        )
+
+    # -- roles ---------------------------------------------------------------
+    def create_role(
+        self, organization_id: UUID, actor: Actor, name: str, description: str, permissions: list[str]
+    ) -> Receipt:
+        role_id = uuid4()
+        return self._update(
+            organization_id,
+            lambda org: org.create_role(actor, role_id, name, description, permissions, self.clock()),
+            role_id,
+        )
+
+    def update_role(
+        self,
+        organization_id: UUID,
+        actor: Actor,
+        role_id: UUID,
+        name: str | None = None,
+        description: str | None = None,
+        permissions: list[str] | None = None,
+    ) -> Receipt:
+        return self._update(
+            organization_id,
+            lambda org: org.update_role(actor, role_id, self.clock(), name, description, permissions),
+            role_id,
+        )
+
+    def delete_role(self, organization_id: UUID, actor: Actor, role_id: UUID) -> Receipt:
+        return self._update(organization_id, lambda org: org.delete_role(actor, role_id, self.clock()), role_id)
+
+    # -- machinery -----------------------------------------------------------
+    def _update(
+        self,
+        organization_id: UUID,
+        decide: Callable[[Organization], Any],
+        subject_id: UUID | None = None,
+        missing: type[err.MembershipError] = err.NotAMemberError,
+    ) -> Receipt:
+        """Load, decide, save; on a concurrent write, start again from a fresh load.
+
+        `missing` is raised for an unknown organization: to a caller who is not a
+        member it must look exactly like an organization they do not belong to.
+        """
+        for attempt in range(MAX_ATTEMPTS):
+            try:
+                with self._lock(organization_id):
+                    org = self._get(organization_id, missing)
+                    outcome, recordings = self._decide_and_save(org, decide)
+                if isinstance(outcome, UUID):
+                    subject_id = outcome
+                return Receipt(organization_id, self._position(recordings), subject_id)
+            except IntegrityError:
+                self.conflicts_retried += 1
+                time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+        raise err.ConflictError("The organization is changing too fast; please try again.")
+
+    def _decide_and_save(self, org: Organization, decide: Callable[[Organization], Any]) -> tuple[Any, list[Any]]:
+        # The cached object is shared: if anything goes wrong after it was touched,
+        # drop it from the cache so the next command re-reads the stored truth.
+        try:
+            outcome = decide(org)
+            recordings = self.save(org)
+        except err.MembershipError:
+            if org.pending_events:
+                self._evict(org.id)
+            raise
+        except BaseException:
+            self._evict(org.id)
+            raise
+        return outcome, recordings
+
+    def _get(self, organization_id: UUID, missing: type[err.MembershipError] = err.NotAMemberError) -> Organization:
+        try:
+            return self.repository.get(organization_id, projector_func=project_organization)
+        except AggregateNotFoundError:
+            raise missing("You are not a member of this organization.") from None
+
+    def _evict(self, organization_id: UUID) -> None:
+        if self.repository.cache is not None:
+            with suppress(KeyError):
+                self.repository.cache.get(organization_id, evict=True)
+
+    def _lock(self, organization_id: UUID) -> threading.Lock:
+        return self._locks[organization_id.int % LOCK_STRIPES]
+
+    def _with_secret(self, receipt: Receipt, kind: str, nonce: str) -> Receipt:
+        assert receipt.id is not None
+        secret = self.signer.derive(kind, receipt.organization_id, receipt.id, nonce)
+        return Receipt(receipt.organization_id, receipt.position, receipt.id, secret)
+
+    @staticmethod
+    def _position(recordings: list[Any]) -> int | None:
+        return recordings[-1].notification.id if recordings else None
+
+    def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
+        """Snapshot the just-saved object itself (the library would replay it again).
+
+        A snapshot is only an optimisation: failing to take one must never fail
+        a command whose events are already committed.
+        """
+        if self.snapshots is None:
+            return
+        for org in processing_event.aggregates.values():
+            new_versions = range(org.version - len(_events_of(processing_event, org.id)) + 1, org.version + 1)
+            if any(version % self.snapshot_interval == 0 for version in new_versions):
+                try:
+                    self.snapshots.put([Snapshot.take(org)])
+                except Exception:
+                    log.exception("Could not snapshot organization %s at version %s", org.id, org.version)
+
+
+def _events_of(processing_event: ProcessingEvent[UUID], aggregate_id: UUID) -> list[Any]:
+    return [event for event in processing_event.events if event.originator_id == aggregate_id]

@@ -1,0 +1,184 @@
+"""All configuration, read from `MEMBERSHIP_*` environment variables in one place.
+
+`MEMBERSHIP_DATABASE_URL` picks the store and is translated here into the
+eventsourcing library's own settings (`eventsourcing_env`).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from eventsourcing.utils import get_topic
+
+from membership.persistence import PollingSQLiteApplicationRecorder
+
+DEFAULT_DATABASE_URL = "sqlite:///var/membership.db"
+SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name, not a secret)
+
+
+class ConfigurationError(Exception):
+    """A setting is missing or wrong; the message is one line a person can act on."""
+
+
+@dataclass(frozen=True)
+class Database:
+    """Where events and read models live: one SQLite file, or one PostgreSQL database."""
+
+    url: str
+    backend: str  # "sqlite" or "postgresql"
+    sqlite_path: Path | None = None
+    host: str = ""
+    port: int = 5432
+    user: str = ""
+    password: str = field(default="", repr=False)
+    dbname: str = ""
+    schema: str = "public"
+
+    @classmethod
+    def from_url(cls, url: str) -> Database:
+        parts = urlsplit(url)
+        if parts.scheme == "sqlite":
+            return cls._sqlite(url, parts.path)
+        if parts.scheme in ("postgresql", "postgres"):
+            return cls._postgresql(url)
+        raise ConfigurationError(
+            f"MEMBERSHIP_DATABASE_URL: unsupported scheme {parts.scheme!r} in {redact(url)!r}; "
+            "use sqlite:///path/to/file.db or postgresql://user:password@host:port/dbname"
+        )
+
+    @classmethod
+    def _sqlite(cls, url: str, path: str) -> Database:
+        # sqlite:///relative/file.db and sqlite:////absolute/file.db, as SQLAlchemy spells them.
+        relative = path[1:] if path.startswith("/") else path
+        if not relative or relative == ":memory:":
+            raise ConfigurationError(f"MEMBERSHIP_DATABASE_URL: {url!r} names no database file")
+        return cls(url=url, backend="sqlite", sqlite_path=Path(relative))
+
+    @classmethod
+    def _postgresql(cls, url: str) -> Database:
+        parts = urlsplit(url)
+        dbname = unquote(parts.path.lstrip("/"))
+        if not dbname:
+            raise ConfigurationError(f"MEMBERSHIP_DATABASE_URL: {redact(url)!r} names no database")
+        try:
+            port = parts.port or 5432
+        except ValueError:
+            raise ConfigurationError(f"MEMBERSHIP_DATABASE_URL: bad port in {redact(url)!r}") from None
+        schema = parse_qs(parts.query).get("schema", ["public"])[0]
+        return cls(
+            url=url,
+            backend="postgresql",
+            host=unquote(parts.hostname or "localhost"),
+            port=port,
+            user=unquote(parts.username or "postgres"),
+            password=unquote(parts.password or ""),
+            dbname=dbname,
+            schema=schema,
+        )
+
+    @property
+    def var_dir(self) -> Path:
+        """Where local files (the development secret key) are kept."""
+        return self.sqlite_path.parent if self.sqlite_path else Path("var")
+
+    def eventsourcing_env(self) -> dict[str, str]:
+        """The library settings for this database (applications and projections)."""
+        if self.backend == "sqlite":
+            assert self.sqlite_path is not None
+            return {
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": str(self.sqlite_path),
+                "SQLITE_LOCK_TIMEOUT": "30",
+                "APPLICATION_RECORDER_TOPIC": get_topic(PollingSQLiteApplicationRecorder),
+            }
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_HOST": self.host,
+            "POSTGRES_PORT": str(self.port),
+            "POSTGRES_USER": self.user,
+            "POSTGRES_PASSWORD": self.password,
+            "POSTGRES_DBNAME": self.dbname,
+            "POSTGRES_SCHEMA": self.schema,
+            # The library retries ~10 times: keep each wait short so failures surface in seconds.
+            "POSTGRES_CONNECT_TIMEOUT": "5",
+            "POSTGRES_LOCK_TIMEOUT": "5",
+            "POSTGRES_POOL_SIZE": "4",
+            "POSTGRES_MAX_OVERFLOW": "8",
+            "POSTGRES_PRE_PING": "y",
+        }
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the service, with production-sensible defaults."""
+
+    database: Database
+    secret_key: bytes = field(repr=False)
+    snapshot_interval: int = 500
+    cache_size: int = 100
+    max_pending_invitations: int = 1000
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        database = Database.from_url(env.get("MEMBERSHIP_DATABASE_URL") or DEFAULT_DATABASE_URL)
+        return cls(
+            database=database,
+            secret_key=_secret_key(env.get("MEMBERSHIP_SECRET_KEY", ""), database),
+            snapshot_interval=_positive_int(env, "MEMBERSHIP_SNAPSHOT_INTERVAL", 500),
+            cache_size=_positive_int(env, "MEMBERSHIP_CACHE_SIZE", 100),
+            max_pending_invitations=_positive_int(env, "MEMBERSHIP_MAX_PENDING_INVITATIONS", 1000),
+        )
+
+    def eventsourcing_env(self) -> dict[str, str]:
+        return {**self.database.eventsourcing_env(), "AGGREGATE_CACHE_MAXSIZE": str(self.cache_size)}
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "")
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigurationError(f"{name} must be a positive whole number, not {raw!r}")
+    return int(raw)
+
+
+def _secret_key(raw: str, database: Database) -> bytes:
+    """MEMBERSHIP_SECRET_KEY, or on the embedded SQLite default a generated one kept in var/."""
+    if raw:
+        if len(raw) < 32:
+            raise ConfigurationError("MEMBERSHIP_SECRET_KEY must have at least 32 characters")
+        return raw.encode()
+    if database.backend != "sqlite":
+        raise ConfigurationError(
+            "MEMBERSHIP_SECRET_KEY is required with PostgreSQL (every process must share it); "
+            'generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))"'
+        )
+    return _local_secret_key(database.var_dir / SECRET_KEY_FILE)
+
+
+def _local_secret_key(path: Path) -> bytes:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip().encode()
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(48))
+        return path.read_text().strip().encode()
+    except OSError as error:
+        raise ConfigurationError(f"cannot keep the development secret key at {str(path)!r}: {error}") from None

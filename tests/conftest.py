@@ -1,0 +1,90 @@
+"""Fixtures shared by every test: the two real stores, and application factories.
+
+PostgreSQL comes from ./scripts/test, which starts a throwaway server and sets
+MEMBERSHIP_TEST_POSTGRES_URL. Without it the PostgreSQL tests fail loudly
+(never skip): select `-m "not postgres"` explicitly to run without a server.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+from uuid import uuid4
+
+import pytest
+from pytest_postgresql.janitor import DatabaseJanitor
+
+from membership import Organizations
+from membership.settings import Settings
+
+POSTGRES_URL_VARIABLE = "MEMBERSHIP_TEST_POSTGRES_URL"
+TEST_SECRET_KEY = "test-secret-key-" + "x" * 32
+STORES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> str:
+    url = os.environ.get(POSTGRES_URL_VARIABLE)
+    if not url:
+        pytest.fail(
+            f"{POSTGRES_URL_VARIABLE} is not set: run ./scripts/test (it starts PostgreSQL), "
+            'or deselect these tests with -m "not postgres"',
+            pytrace=False,
+        )
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_database_url(postgres_server_url: str) -> Iterator[str]:
+    """A database of its own for this test session, dropped at the end."""
+    parts = urlsplit(postgres_server_url)
+    dbname = f"membership_test_{uuid4().hex[:12]}"
+    janitor = DatabaseJanitor(
+        user=parts.username or "postgres",
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 5432,
+        password=parts.password,
+        dbname=dbname,
+    )
+    with janitor:
+        yield parts._replace(path=f"/{dbname}").geturl()
+
+
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The database URL of one real store; tests using it run once per store."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_database_url"))
+    return f"sqlite:///{tmp_path / 'membership.db'}"
+
+
+@pytest.fixture
+def settings_for() -> Callable[..., Settings]:
+    def make(database_url: str, **env: str) -> Settings:
+        return Settings.from_env(
+            {"MEMBERSHIP_DATABASE_URL": database_url, "MEMBERSHIP_SECRET_KEY": TEST_SECRET_KEY, **env}
+        )
+
+    return make
+
+
+@pytest.fixture
+def make_organizations(store: str, settings_for: Callable[..., Settings]) -> Iterator[Callable[..., Organizations]]:
+    """Builds application instances on the store (each like a separate process); closes them after."""
+    made: list[Organizations] = []
+
+    def make(**overrides: object) -> Organizations:
+        app = Organizations.from_settings(settings_for(store), **overrides)
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        app.close()
+
+
+@pytest.fixture
+def organizations(make_organizations: Callable[..., Organizations]) -> Organizations:
+    return make_organizations()

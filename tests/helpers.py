@@ -1,0 +1,46 @@
+"""Small builders shared by the store and concurrency tests: unique data per test."""
+
+from __future__ import annotations
+
+from uuid import UUID, uuid4
+
+from membership import Actor, Organizations
+
+
+def new_actor(name: str = "user") -> Actor:
+    """A user no other test uses."""
+    suffix = uuid4().hex[:10]
+    return Actor(user_id=f"{name}-{suffix}", email=f"{name}.{suffix}@example.com", name=name.title())
+
+
+def role_id(app: Organizations, organization_id: UUID, name: str) -> UUID:
+    with app.reading(organization_id) as org:
+        return next(UUID(key) for key, role in org.roles.items() if role["name"] == name)
+
+
+def member_id(app: Organizations, organization_id: UUID, actor: Actor) -> UUID:
+    with app.reading(organization_id) as org:
+        return UUID(org.member_by_user[actor.user_id])
+
+
+def join(app: Organizations, organization_id: UUID, inviter: Actor, role: str, name: str = "member") -> Actor:
+    """A new member with the named role, by invitation and acceptance."""
+    user = new_actor(name)
+    receipt = app.invite_member(organization_id, inviter, user.email, role_id(app, organization_id, role))
+    assert receipt.secret is not None
+    app.accept_invitation(user, receipt.secret)
+    return user
+
+
+def assert_invariants(app: Organizations, organization_id: UUID) -> None:
+    """What must hold after any history, checked against a fresh replay of the store."""
+    from membership.application import project_organization
+
+    org = project_organization(None, app.events.get(organization_id))
+    assert org is not None
+    owners = [m for m, member in org.members.items() if member["role_id"] == org.owner_role_id]
+    assert owners == [org.owner_member_id]
+    assert not set(org.member_by_email) & set(org.pending_by_email)
+    assert all(not link["max_uses"] or link["use_count"] <= link["max_uses"] for link in org.links.values())
+    assert all(member["role_id"] in org.roles for member in org.members.values())
+    assert org == app.get_organization(organization_id)

@@ -1,0 +1,89 @@
+"""`membership serve` as a real process: it starts on both stores, and a bad database
+URL stops it at once with one clear line instead of a traceback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_SECRET_KEY
+
+MEMBERSHIP = str(Path(sys.executable).parent / "membership")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_membership(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [MEMBERSHIP, *args], cwd=cwd, env={**os.environ, **env}, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.fixture
+def server(store: str, tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "MEMBERSHIP_DATABASE_URL": store, "MEMBERSHIP_SECRET_KEY": TEST_SECRET_KEY}
+    process = subprocess.Popen([MEMBERSHIP, "serve", "--port", str(port)], cwd=tmp_path, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(base, process)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def wait_until_up(base: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the server exited"
+        try:
+            urllib.request.urlopen(f"{base}/api/health", timeout=1)  # noqa: S310 (our own loopback server)
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("the server did not answer within 30 s")
+
+
+def test_the_server_answers_health_on_each_store(server: str) -> None:
+    with urllib.request.urlopen(f"{server}/api/health", timeout=5) as response:  # noqa: S310
+        assert response.status == 200
+        assert b'"database":"ok"' in response.read()
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("mysql://db/x", "unsupported scheme 'mysql'"),
+        (
+            "postgresql://nobody:pw@127.0.0.1:1/x",
+            "cannot connect to PostgreSQL at 'postgresql://nobody:***@127.0.0.1:1/x'",
+        ),
+        ("sqlite:////proc/no-such-dir/m.db", "cannot"),
+    ],
+)
+def test_a_bad_database_url_fails_at_start_up_with_one_line(url: str, expected: str, tmp_path: Path) -> None:
+    result = run_membership(
+        "serve",
+        "--port",
+        str(free_port()),
+        cwd=tmp_path,
+        MEMBERSHIP_DATABASE_URL=url,
+        MEMBERSHIP_SECRET_KEY=TEST_SECRET_KEY,
+    )
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr and "pw@" not in result.stderr

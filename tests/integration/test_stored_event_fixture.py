@@ -1,0 +1,77 @@
+"""Events are forever: a committed fixture of stored events must still replay.
+
+tests/fixtures/organization_events_v1.jsonl was written once, by the first
+version of the domain, and must never be regenerated. If this test fails, an
+event class, field or topic changed incompatibly: add an upcaster or register
+the old topic instead of editing the fixture.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+
+from membership import Organization, Organizations
+from membership.permissions import ALL_PERMISSIONS
+
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "organization_events_v1.jsonl"
+ORG_ID = UUID("0f817fcb-018e-4563-95fe-e9d2f44da66c")
+
+
+def load_fixture(app: Organizations) -> None:
+    rows = [json.loads(line) for line in FIXTURE.read_text().splitlines()]
+    app.recorder.insert_events(
+        [
+            StoredEvent(
+                originator_id=UUID(row["originator_id"]),
+                originator_version=row["originator_version"],
+                topic=row["topic"],
+                state=row["state"].encode(),
+            )
+            for row in rows
+        ]
+    )
+
+
+def role_named(org: Organization, name: str) -> dict:
+    return next(role for role in org.roles.values() if role["name"] == name)
+
+
+def test_the_stored_fixture_replays_to_the_known_state(organizations: Organizations) -> None:
+    load_fixture(organizations)
+
+    org = organizations.get_organization(ORG_ID)
+
+    assert org.name == "Fixture Labs" and org.version == 23
+    emails = {m["email"]: role_named_id(org, m["role_id"]) for m in org.members.values()}
+    assert emails == {"adam@example.com": "Owner", "olivia@example.com": "Admin", "dana@example.com": "Developer"}
+    assert org.members[org.owner_member_id]["user_id"] == "auth0|admin"
+    assert sorted(role["name"] for role in org.roles.values()) == ["Admin", "Developer", "Owner", "QA", "Viewer"]
+    qa = role_named(org, "QA")
+    assert qa["permissions"] == ["manage:deployments", "view:deployments", "view:projects"]
+    assert qa["description"] == "Tests and ships releases"
+    assert set(role_named(org, "Owner")["permissions"]) == ALL_PERMISSIONS
+    statuses = sorted(invitation["status"] for invitation in org.invitations.values())
+    assert statuses == ["accepted", "accepted", "accepted", "cancelled", "pending"]
+    assert list(org.pending_by_email) == ["pending@example.com"]
+    (link,) = org.links.values()
+    assert (link["deleted"], link["use_count"], link["max_uses"]) == (True, 1, 3)
+    assert org.created_on == datetime(2026, 1, 5, 9, 1, tzinfo=UTC)
+
+
+def test_every_event_type_is_in_the_fixture() -> None:
+    topics = {json.loads(line)["topic"] for line in FIXTURE.read_text().splitlines()}
+    event_topics = {
+        value.TOPIC
+        for value in vars(Organization).values()
+        if isinstance(value, type) and issubclass(value, Organization.Event) and value is not Organization.Event
+    }
+    assert topics == event_topics
+
+
+def role_named_id(org: Organization, role_id: str) -> str:
+    return str(org.roles[role_id]["name"])

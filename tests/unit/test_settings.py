@@ -1,0 +1,94 @@
+"""MEMBERSHIP_* environment variables, read in one place and mapped to eventsourcing's."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from membership.settings import DEFAULT_DATABASE_URL, ConfigurationError, Settings
+
+KEY = "k" * 40
+
+
+def settings(**env: str) -> Settings:
+    return Settings.from_env(env)
+
+
+def test_the_default_is_embedded_sqlite_in_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    database = settings().database
+    assert database.url == DEFAULT_DATABASE_URL
+    assert database.sqlite_path == Path("var/membership.db")
+    assert settings().eventsourcing_env()["PERSISTENCE_MODULE"] == "eventsourcing.sqlite"
+
+
+def test_sqlite_urls_take_relative_and_absolute_paths() -> None:
+    assert settings(
+        MEMBERSHIP_DATABASE_URL="sqlite:///data/m.db", MEMBERSHIP_SECRET_KEY=KEY
+    ).database.sqlite_path == Path("data/m.db")
+    absolute = settings(MEMBERSHIP_DATABASE_URL="sqlite:////srv/m.db", MEMBERSHIP_SECRET_KEY=KEY)
+    assert absolute.eventsourcing_env()["SQLITE_DBNAME"] == "/srv/m.db"
+
+
+def test_a_postgresql_url_becomes_the_library_settings() -> None:
+    url = "postgresql://app%40svc:p%2Fss@db.internal:6543/members?schema=tenant1"
+    env = settings(MEMBERSHIP_DATABASE_URL=url, MEMBERSHIP_SECRET_KEY=KEY).eventsourcing_env()
+    assert env["PERSISTENCE_MODULE"] == "eventsourcing.postgres"
+    assert (env["POSTGRES_HOST"], env["POSTGRES_PORT"], env["POSTGRES_DBNAME"]) == ("db.internal", "6543", "members")
+    assert (env["POSTGRES_USER"], env["POSTGRES_PASSWORD"], env["POSTGRES_SCHEMA"]) == ("app@svc", "p/ss", "tenant1")
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://db/members", "unsupported scheme 'mysql'"),
+        ("postgresql://db:notaport/members", "bad port"),
+        ("postgresql://db:5432/", "names no database"),
+        ("sqlite://", "names no database file"),
+        ("sqlite:///:memory:", "names no database file"),
+    ],
+)
+def test_a_wrong_database_url_is_one_clear_error(url: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        settings(MEMBERSHIP_DATABASE_URL=url, MEMBERSHIP_SECRET_KEY=KEY)
+
+
+def test_the_password_never_appears_in_errors() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        settings(MEMBERSHIP_DATABASE_URL="postgresql://u:hunter2@db:bad/x", MEMBERSHIP_SECRET_KEY=KEY)
+    assert "hunter2" not in str(raised.value)
+
+
+def test_postgresql_requires_a_shared_secret_key() -> None:
+    with pytest.raises(ConfigurationError, match="MEMBERSHIP_SECRET_KEY is required"):
+        settings(MEMBERSHIP_DATABASE_URL="postgresql://db/members")
+
+
+def test_a_short_secret_key_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="at least 32"):
+        settings(MEMBERSHIP_SECRET_KEY="short")
+
+
+def test_on_sqlite_a_development_key_is_generated_once_and_kept_private(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/var/m.db"
+    first, second = settings(MEMBERSHIP_DATABASE_URL=url), settings(MEMBERSHIP_DATABASE_URL=url)
+    key_file = tmp_path / "var" / "secret_key"
+    assert first.secret_key == second.secret_key == key_file.read_text().encode()
+    assert len(first.secret_key) >= 32
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("variable", ["MEMBERSHIP_SNAPSHOT_INTERVAL", "MEMBERSHIP_MAX_PENDING_INVITATIONS"])
+@pytest.mark.parametrize("value", ["0", "-3", "many"])
+def test_numeric_settings_must_be_positive_whole_numbers(variable: str, value: str) -> None:
+    with pytest.raises(ConfigurationError, match=variable):
+        settings(MEMBERSHIP_SECRET_KEY=KEY, **{variable: value})
+
+
+def test_numeric_settings_are_read() -> None:
+    read = settings(
+        MEMBERSHIP_SECRET_KEY=KEY, MEMBERSHIP_SNAPSHOT_INTERVAL="50", MEMBERSHIP_MAX_PENDING_INVITATIONS="7"
+    )
+    assert (read.snapshot_interval, read.max_pending_invitations) == (50, 7)
