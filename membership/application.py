@@ -83,6 +83,7 @@ class Organizations(Application[UUID]):
         self.snapshot_interval = snapshot_interval or self.snapshotting_intervals[Organization]
         self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
         self.conflicts_retried = 0  # commands re-run after another process wrote first
+        self.save_listeners: list[Callable[[int], None]] = []  # e.g. wakes an in-process projection runner
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> Organizations:
@@ -325,6 +326,13 @@ class Organizations(Application[UUID]):
     @staticmethod
     def _position(recordings: list[Any]) -> int | None:
         return recordings[-1].notification.id if recordings else None
+
+    def _notify(self, recordings: list[Any]) -> None:
+        """Tell in-process listeners the new last position, right after a save."""
+        position = self._position(recordings)
+        if position is not None:
+            for listener in self.save_listeners:
+                listener(position)
 
     def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
         """Snapshot the just-saved object itself (the library would replay it again).

@@ -1,0 +1,163 @@
+"""Read model: the audit log, one row per event, readable without the write side.
+
+Each row names the actor and a target with a label (an e-mail, a role name)
+captured when the event happened, so it stays readable after the member or
+role is gone. Details are the event's own fields, camelCased, minus the
+nonces tokens are derived from: nothing in here unlocks an invitation.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from functools import singledispatchmethod
+from typing import Any
+from uuid import UUID
+
+from membership.domain import Organization
+from projections.base import Projection, Writer
+
+LABEL_CACHE_SIZE = 100_000
+STANDARD_FIELDS = {"originator_id", "originator_version", "timestamp", "actor_id", "actor_email", "originator_topic"}
+NEVER_EXPORTED = {"token_nonce", "code_nonce"}
+
+# event class -> (target type, field holding the target id or None for the organization, field holding a label)
+TARGETS: dict[type, tuple[str, str | None, str | None]] = {
+    Organization.Created: ("organization", None, "name"),
+    Organization.MemberJoined: ("member", "member_id", "email"),
+    Organization.MemberInvited: ("invitation", "invitation_id", "email"),
+    Organization.InvitationResent: ("invitation", "invitation_id", None),
+    Organization.InvitationCancelled: ("invitation", "invitation_id", "email"),
+    Organization.InviteAccepted: ("member", "member_id", "email"),
+    Organization.InviteLinkCreated: ("invite_link", "link_id", None),
+    Organization.InviteLinkDeleted: ("invite_link", "link_id", None),
+    Organization.MemberJoinedByLink: ("member", "member_id", "email"),
+    Organization.RoleChanged: ("member", "member_id", "email"),
+    Organization.MemberRemoved: ("member", "member_id", "email"),
+    Organization.MemberLeft: ("member", "member_id", "email"),
+    Organization.OwnershipTransferred: ("member", "to_member_id", "to_email"),
+    Organization.RoleCreated: ("role", "role_id", "name"),
+    Organization.RoleUpdated: ("role", "role_id", "name"),
+    Organization.RoleDeleted: ("role", "role_id", "name"),
+}
+
+_INSERT = (
+    "INSERT INTO {audit_log} (position, organization_id, event_type, occurred_at, actor_id, actor_email,"
+    " target_type, target_id, target_label, details) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+_LABEL = (
+    "INSERT INTO {audit_labels} (item_id, organization_id, label) VALUES (%s, %s, %s)"
+    " ON CONFLICT (item_id) DO UPDATE SET label = excluded.label"
+)
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def plain(value: Any) -> Any:
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+class AuditProjection(Projection):
+    name = "audit"
+    tables = {
+        "audit_log": (
+            "position {bigint} PRIMARY KEY, organization_id TEXT NOT NULL, event_type TEXT NOT NULL, "
+            "occurred_at {ts} NOT NULL, actor_id TEXT NOT NULL, actor_email TEXT NOT NULL, target_type TEXT NOT NULL, "
+            "target_id TEXT NOT NULL, target_label TEXT NOT NULL, details {json} NOT NULL"
+        ),
+        # Labels of invitations, links and roles, for events that carry only an id.
+        "audit_labels": "item_id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, label TEXT NOT NULL",
+    }
+    indexes = [
+        ("by_org", "audit_log", "organization_id, position"),
+        ("by_org_time", "audit_log", "organization_id, occurred_at"),
+    ]
+
+    def __init__(self, generation: int) -> None:
+        super().__init__(generation)
+        self._labels: dict[str, str] = {}
+
+    def forget_uncommitted(self) -> None:
+        """Called when a batch rolls back: the label cache may hold its effects."""
+        self._labels.clear()
+
+    @singledispatchmethod
+    def apply(self, event: Any, w: Writer) -> None:
+        """Every event of the organization stream is audited."""
+        self._record(event, w)
+
+    @apply.register(Organization.Created)
+    def _created(self, e: Organization.Created, w: Writer) -> None:
+        for role in e.roles:
+            self._remember(w, role["id"], str(e.originator_id), role["name"])
+        self._record(e, w)
+
+    @apply.register(Organization.MemberInvited)
+    def _invited(self, e: Organization.MemberInvited, w: Writer) -> None:
+        self._remember(w, str(e.invitation_id), str(e.originator_id), e.email)
+        self._record(e, w)
+
+    @apply.register(Organization.InviteLinkCreated)
+    def _link_created(self, e: Organization.InviteLinkCreated, w: Writer) -> None:
+        role = self._label(w, str(e.role_id))
+        self._remember(w, str(e.link_id), str(e.originator_id), f"invite link for {role}")
+        self._record(e, w)
+
+    @apply.register(Organization.RoleCreated)
+    @apply.register(Organization.RoleUpdated)
+    def _role_named(self, e: Any, w: Writer) -> None:
+        self._remember(w, str(e.role_id), str(e.originator_id), e.name)
+        self._record(e, w)
+
+    def _record(self, e: Any, w: Writer) -> None:
+        target_type, id_field, label_field = TARGETS.get(type(e), ("organization", None, None))
+        target_id = str(getattr(e, id_field)) if id_field else str(e.originator_id)
+        label = getattr(e, label_field) if label_field else self._label(w, target_id)
+        w.run(
+            _INSERT,
+            w.position,
+            str(e.originator_id),
+            type(e).__name__,
+            w.time(e.timestamp),
+            e.actor_id,
+            e.actor_email,
+            target_type,
+            target_id,
+            label,
+            json.dumps(self._details(e, w), sort_keys=True),
+        )
+
+    def _details(self, e: Any, w: Writer) -> dict[str, Any]:
+        details: dict[str, Any] = {}
+        for field, value in vars(e).items():
+            if field in STANDARD_FIELDS or field in NEVER_EXPORTED:
+                continue
+            details[camel(field)] = plain(value)
+            if field.endswith("role_id") and value is not None:
+                details[camel(field.removesuffix("_id"))] = self._label(w, str(value))
+        return details
+
+    def _remember(self, w: Writer, item_id: str, organization_id: str, label: str) -> None:
+        self._cache(item_id, label)
+        w.run(_LABEL, item_id, organization_id, label)
+
+    def _label(self, w: Writer, item_id: str) -> str:
+        label = self._labels.get(item_id)
+        if label is None:
+            w.cursor.execute(w.db.sql(f"SELECT label FROM {w.tables['audit_labels']} WHERE item_id = %s"), (item_id,))
+            row = w.cursor.fetchone()
+            label = row[0] if row else item_id
+            self._cache(item_id, label)
+        return label
+
+    def _cache(self, item_id: str, label: str) -> None:
+        if len(self._labels) >= LABEL_CACHE_SIZE:
+            self._labels.clear()  # crude but bounded; misses fall back to the table
+        self._labels[item_id] = label
