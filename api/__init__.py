@@ -1,18 +1,30 @@
-"""HTTP adapter: a thin Flask app over the `Organizations` application."""
+"""HTTP adapter: a thin Flask app over the write side and the read models."""
 
 from __future__ import annotations
 
+import atexit
+
 from flask import Flask
 
+from api.bootstrap import Services, build_services
 from api.health import blueprint as health_blueprint
-from membership import Organizations
 from membership.settings import Settings
 
 
-def create_app(settings: Settings | None = None, *, organizations: Organizations | None = None) -> Flask:
-    """Build the WSGI app; the application is constructed here (after any fork), never at import."""
+def create_app(
+    settings: Settings | None = None, *, services: Services | None = None, run_projections: bool = False
+) -> Flask:
+    """Build the WSGI app. Stores are opened here (after any fork), never at import.
+
+    `run_projections` runs the projection runner in a thread of this process:
+    the embedded SQLite set-up, or PostgreSQL with `membership serve --with-worker`.
+    """
     app = Flask(__name__)
-    settings = settings or Settings.from_env()
-    app.extensions["membership"] = organizations or Organizations.from_settings(settings)
+    if services is None:
+        services = build_services(settings or Settings.from_env())
+        atexit.register(services.close)
+    if run_projections and services.runner is None:
+        services.start_projections()
+    app.extensions["membership"] = services
     app.register_blueprint(health_blueprint)
     return app

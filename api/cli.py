@@ -1,16 +1,33 @@
-"""The `membership` console script: serve the API and run operator tasks."""
+"""The `membership` console script: serve the API, run projections, and operator tools."""
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import click
 from gunicorn.app.base import BaseApplication
+from tqdm import tqdm
 
+from api.bootstrap import Services, build_services
 from api.preflight import check_database
 from membership.settings import ConfigurationError, Settings
+from projections import store
+from projections.catalog import PROJECTIONS
+from projections.queries import iter_audit
+from projections.rebuild import Rebuild
+from projections.replay import organization_at
+from projections.runner import ProjectionRunner
+
+log = logging.getLogger("membership")
 
 
 def load_settings() -> Settings:
@@ -24,29 +41,63 @@ def load_settings() -> Settings:
     return settings
 
 
+@contextmanager
+def services() -> Iterator[Services]:
+    built = build_services(load_settings())
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+def parse_time(value: str) -> datetime:
+    """ISO 8601; a time without a zone is UTC."""
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 date or time (e.g. 2026-05-01T12:00:00Z)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class Timestamp(click.ParamType):
+    name = "timestamp"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        return value if isinstance(value, datetime) else parse_time(value)
+
+
 @click.group()
 def main() -> None:
     """Organization membership service (oCore Team Management)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
 
+# -- serving -----------------------------------------------------------------
 @main.command()
 @click.option("--host", envvar="MEMBERSHIP_HOST", default="127.0.0.1", show_default=True)
 @click.option("--port", envvar="MEMBERSHIP_PORT", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", envvar="MEMBERSHIP_WORKERS", default=1, show_default=True, type=click.IntRange(1, 64))
-def serve(host: str, port: int, workers: int) -> None:
-    """Serve the HTTP API with gunicorn."""
+@click.option("--with-worker", is_flag=True, help="Also run the projections in this process (PostgreSQL).")
+def serve(host: str, port: int, workers: int, with_worker: bool) -> None:
+    """Serve the HTTP API with gunicorn.
+
+    On SQLite the projections always run inside the server; on PostgreSQL run
+    `membership worker` beside it, or pass --with-worker for a single node.
+    """
     settings = load_settings()
+    run_projections = with_worker or settings.database.backend == "sqlite"
+    build_services(settings).close()  # create every table once, before workers race to
     click.echo(f"membership: serving on http://{host}:{port} ({settings.database.backend})", err=True)
     options = {"bind": f"{host}:{port}", "workers": workers, "accesslog": "-", "control_socket_disable": True}
-    GunicornServer(settings, options).run()
+    GunicornServer(settings, run_projections, options).run()
 
 
 class GunicornServer(BaseApplication):  # type: ignore[misc]
     """gunicorn, configured in code; each worker builds its own app after the fork."""
 
-    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+    def __init__(self, settings: Settings, run_projections: bool, options: dict[str, Any]) -> None:
         self.settings = settings
+        self.run_projections = run_projections
         self.options = options
         super().__init__()
 
@@ -57,4 +108,141 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         from api import create_app
 
-        return create_app(self.settings)
+        return create_app(self.settings, run_projections=self.run_projections)
+
+
+@main.command()
+def worker() -> None:
+    """Run the projections until stopped (SIGTERM or Ctrl-C); one or many per database."""
+    with services() as built:
+        runner = ProjectionRunner(built.organizations, built.read_db)
+        signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+        log.info("projection worker started: %s", ", ".join(runner.names))
+        with suppress(KeyboardInterrupt):
+            runner.run_forever()
+        if runner.failed:
+            for name, error in runner.failed.items():
+                click.echo(f"membership: projection {name!r} failed: {error}", err=True)
+            sys.exit(1)
+
+
+# -- projections -------------------------------------------------------------
+@main.group()
+def projections() -> None:
+    """Inspect and rebuild the read models."""
+
+
+@projections.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def projections_status(as_json: bool) -> None:
+    """Each projection's position, the latest event position, and the lag."""
+    with services() as built:
+        latest = built.organizations.recorder.max_notification_id() or 0
+        rows = store.status(built.read_db, latest)
+    if as_json:
+        click.echo(json.dumps({"latest": latest, "projections": [vars(row) for row in rows]}, indent=2))
+        return
+    click.echo(f"latest event position: {latest}")
+    click.echo(f"{'projection':<12} {'gen':>4} {'state':<9} {'position':>10} {'lag':>8}  error")
+    for row in rows:
+        click.echo(
+            f"{row.name:<12} {row.generation:>4} {row.state:<9} {row.position:>10} {row.lag:>8}  {row.error or ''}"
+        )
+    if any(row.error for row in rows):
+        sys.exit(1)
+
+
+@projections.command("rebuild")
+@click.argument("names", nargs=-1)
+@click.option("--restart", is_flag=True, help="Discard an interrupted rebuild instead of resuming it.")
+@click.option("--batch-size", default=5000, show_default=True, type=click.IntRange(100, 100_000))
+def projections_rebuild(names: tuple[str, ...], restart: bool, batch_size: int) -> None:
+    """Rebuild NAMES (default: all) from the first event while the API keeps serving."""
+    chosen = list(names) or list(PROJECTIONS)
+    unknown = sorted(set(chosen) - set(PROJECTIONS))
+    if unknown:
+        raise click.BadParameter(f"unknown projection {', '.join(unknown)}; known: {', '.join(PROJECTIONS)}")
+    with services() as built:
+        latest = built.organizations.recorder.max_notification_id() or 0
+        rebuild = Rebuild(built.organizations, built.read_db, chosen, batch_size)
+        start = 0 if restart else rebuild.start_position()
+        with tqdm(
+            total=latest, initial=start, unit="ev", desc="rebuild " + ",".join(sorted(chosen)), file=sys.stderr
+        ) as bar:
+            rebuild.on_progress = bar.update
+            generations = rebuild.run(restart=restart)
+    click.echo("rebuilt: " + ", ".join(f"{name} (generation {gen})" for name, gen in sorted(generations.items())))
+
+
+# -- audit -------------------------------------------------------------------
+@main.group()
+def audit() -> None:
+    """Export and replay an organization's history."""
+
+
+@audit.command("export")
+@click.option("--org", "organization_id", required=True, type=click.UUID)
+@click.option("--since", type=Timestamp(), help="Only events at or after this time.")
+@click.option("--until", type=Timestamp(), help="Only events before this time.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+def audit_export(organization_id: UUID, since: datetime | None, until: datetime | None, fmt: str) -> None:
+    """Stream the organization's audit trail to stdout (constant memory)."""
+    with services() as built:
+        entries = iter_audit(built.read_db, organization_id, since=since, until=until)
+        if fmt == "jsonl":
+            for entry in entries:
+                click.echo(json.dumps(entry.as_json(), sort_keys=True))
+            return
+        writer = csv.writer(sys.stdout)
+        columns = ["position", "occurredAt", "type", "actorId", "actorEmail", "targetType", "targetId", "targetLabel"]
+        writer.writerow([*columns, "details"])
+        for entry in entries:
+            writer.writerow(
+                [
+                    entry.position,
+                    entry.occurred_at.isoformat(),
+                    entry.event_type,
+                    entry.actor_id,
+                    entry.actor_email,
+                    entry.target_type,
+                    entry.target_id,
+                    entry.target_label,
+                    json.dumps(entry.details, sort_keys=True),
+                ]
+            )
+
+
+@audit.command("replay")
+@click.option("--org", "organization_id", required=True, type=click.UUID)
+@click.option("--at", "at", required=True, type=Timestamp(), help="The moment to show (ISO 8601; UTC if no zone).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def audit_replay(organization_id: UUID, at: datetime, as_json: bool) -> None:
+    """Members, roles, pending invitations and links as they were at a moment, from the events."""
+    with services() as built:
+        past = organization_at(built.organizations, organization_id, at)
+    if past is None:
+        click.echo(f"membership: organization {organization_id} did not exist at {at.isoformat()}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps({"at": at.isoformat(), **{k: v for k, v in vars(past).items() if k != "at"}}, indent=2))
+        return
+    click.echo(f"{past.name} at {at.isoformat()} (after {past.version} events)")
+    _table("Members", past.members, ["email", "name", "role", "joinedAt"])
+    _table("Roles", past.roles, ["name", "isSystem", "permissions"])
+    _table("Pending invitations", past.pending_invitations, ["email", "role", "expiresAt"])
+    _table("Invite links", past.invite_links, ["id", "role", "useCount", "maxUses", "expiresAt"])
+
+
+def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    click.echo(f"\n{title} ({len(rows)})")
+    if not rows:
+        return
+    cells = [[_cell(row[c]) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+
+
+def _cell(value: Any) -> str:
+    return " ".join(value) if isinstance(value, list) else str(value)

@@ -72,4 +72,3 @@ class Projection:
     @singledispatchmethod
     def apply(self, event: Any, w: Writer) -> None:
         """Events this projection does not use change nothing (the position still advances)."""
-

@@ -77,7 +77,9 @@ class InvitationsProjection(Projection):
     @apply.register(Organization.InviteAccepted)
     def _accepted(self, e: Organization.InviteAccepted, w: Writer) -> None:
         w.run(_CLOSE, "accepted", w.time(e.timestamp), e.actor_id, str(e.invitation_id))
-        w.run("UPDATE {invitations} SET member_id = %s WHERE invitation_id = %s", str(e.member_id), str(e.invitation_id))
+        w.run(
+            "UPDATE {invitations} SET member_id = %s WHERE invitation_id = %s", str(e.member_id), str(e.invitation_id)
+        )
 
     @apply.register(Organization.InviteLinkCreated)
     def _link_created(self, e: Organization.InviteLinkCreated, w: Writer) -> None:

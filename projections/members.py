@@ -53,7 +53,9 @@ class MembersProjection(Projection):
     @apply.register(Organization.OwnershipTransferred)
     def _transferred(self, e: Organization.OwnershipTransferred, w: Writer) -> None:
         owner_role = str(system_role_id(e.originator_id, OWNER.key))
-        w.run("UPDATE {members} SET role_id = %s WHERE member_id = %s", str(e.demoted_to_role_id), str(e.from_member_id))
+        w.run(
+            "UPDATE {members} SET role_id = %s WHERE member_id = %s", str(e.demoted_to_role_id), str(e.from_member_id)
+        )
         w.run("UPDATE {members} SET role_id = %s WHERE member_id = %s", owner_role, str(e.to_member_id))
 
     @apply.register(Organization.MemberRemoved)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from membership import Organizations
 from projections import tracking
@@ -43,7 +44,7 @@ class Rebuild:
         db: ReadDatabase,
         names: Sequence[str],
         batch_size: int = REBUILD_BATCH,
-        on_progress: Callable[[int], None] | None = None,
+        on_progress: Callable[[int], None] | None = None,  # called with how many positions were passed
     ) -> None:
         unknown = sorted(set(names) - set(PROJECTIONS))
         if unknown:
@@ -97,7 +98,7 @@ class Rebuild:
         for build in builds:
             with self.db.transaction() as cursor:
                 self._apply(cursor, build, batch, tracking.BUILDING)
-        self.on_progress(len(notifications))
+        self.on_progress(notifications[-1].id - start)
         return True
 
     def _switch(self, build: Build) -> None:
@@ -108,8 +109,8 @@ class Rebuild:
                 start=build.position + 1, limit=self.batch_size
             ):
                 batch = [(n.id, self.organizations.mapper.to_domain_event(n)) for n in notifications]
+                self.on_progress(notifications[-1].id - build.position)
                 self._apply(cursor, build, batch, tracking.BUILDING)
-                self.on_progress(len(notifications))
             if active is not None:
                 tracking.delete_generation(self.db, cursor, build.name, active.generation)
             tracking.set_state(self.db, cursor, build.name, build.projection.generation, tracking.ACTIVE)
@@ -118,7 +119,7 @@ class Rebuild:
                 PROJECTIONS[build.name](active.generation).drop_tables(cursor)
         log.info("projection %r now reads generation %s", build.name, build.projection.generation)
 
-    def _apply(self, cursor: Cursor, build: Build, batch: list[tuple[int, object]], state: str) -> None:
+    def _apply(self, cursor: Cursor, build: Build, batch: Sequence[tuple[int, Any]], state: str) -> None:
         generation = tracking.lock_generation(self.db, cursor, build.name, state)
         assert generation is not None and generation.generation == build.projection.generation
         writer = build.projection.writer(self.db, cursor)

@@ -11,7 +11,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import psycopg
@@ -59,7 +59,7 @@ class ReadDatabase:
     def to_db_time(self, value: datetime | None) -> Any:
         if value is None or not self.is_sqlite:
             return value
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
 
     def from_db_time(self, value: Any) -> datetime | None:
         if value is None or isinstance(value, datetime):
@@ -85,8 +85,8 @@ class ReadDatabase:
             connection.commit()
         else:
             assert self._pool is not None
-            with self._pool.connection() as connection, connection.transaction():
-                yield connection.cursor()
+            with self._pool.connection() as pg, pg.transaction():
+                yield pg.cursor()
 
     @contextmanager
     def snapshot(self) -> Iterator[Cursor]:
@@ -100,8 +100,8 @@ class ReadDatabase:
                 connection.rollback()
         else:
             assert self._pool is not None
-            with self._pool.connection() as connection, connection.transaction(force_rollback=True):
-                yield connection.cursor()
+            with self._pool.connection() as pg, pg.transaction(force_rollback=True):
+                yield pg.cursor()
 
     def listen_connection(self, channel: str) -> psycopg.Connection[Any]:
         """A dedicated autocommit connection LISTENing on `channel` (PostgreSQL only)."""

@@ -9,7 +9,7 @@ up. Positions are written in the same transaction as the rows they cover.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from projections.sql import Cursor, ReadDatabase
 
@@ -86,7 +86,9 @@ def set_state(db: ReadDatabase, cursor: Cursor, name: str, generation: int, stat
 
 def record_error(db: ReadDatabase, cursor: Cursor, name: str, generation: int, position: int, error: str) -> None:
     cursor.execute(
-        db.sql(f"UPDATE {TABLE} SET error = %s, error_position = %s, updated_at = %s WHERE name = %s AND generation = %s"),
+        db.sql(
+            f"UPDATE {TABLE} SET error = %s, error_position = %s, updated_at = %s WHERE name = %s AND generation = %s"
+        ),
         (error, position, db.to_db_time(_now()), name, generation),
     )
 
@@ -111,4 +113,4 @@ def _generation(db: ReadDatabase, row: tuple) -> Generation:  # type: ignore[typ
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

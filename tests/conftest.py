@@ -13,11 +13,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from uuid import uuid4
 
+import psycopg
 import pytest
 from pytest_postgresql.janitor import DatabaseJanitor
 
+from api.bootstrap import Services, build_services
 from membership import Organizations
 from membership.settings import Settings
+from projections.runner import ProjectionRunner
 
 POSTGRES_URL_VARIABLE = "MEMBERSHIP_TEST_POSTGRES_URL"
 TEST_SECRET_KEY = "test-secret-key-" + "x" * 32
@@ -54,9 +57,16 @@ def postgres_database_url(postgres_server_url: str) -> Iterator[str]:
 
 @pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The database URL of one real store; tests using it run once per store."""
+    """The database URL of one real store, empty; tests using it run once per store.
+
+    On PostgreSQL each test gets a schema of its own, so tests never see each other's tables.
+    """
     if request.param == "postgres":
-        return str(request.getfixturevalue("postgres_database_url"))
+        url = str(request.getfixturevalue("postgres_database_url"))
+        schema = f"t_{uuid4().hex[:16]}"
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute(f"CREATE SCHEMA {schema}")
+        return f"{url}?schema={schema}"
     return f"sqlite:///{tmp_path / 'membership.db'}"
 
 
@@ -88,3 +98,12 @@ def make_organizations(store: str, settings_for: Callable[..., Settings]) -> Ite
 @pytest.fixture
 def organizations(make_organizations: Callable[..., Organizations]) -> Organizations:
     return make_organizations()
+
+
+@pytest.fixture
+def services(store: str, settings_for: Callable[..., Settings]) -> Iterator[Services]:
+    """The write side and the read models on one store, projections applied on demand."""
+    built = build_services(settings_for(store))
+    built.runner = ProjectionRunner(built.organizations, built.read_db)
+    yield built
+    built.close()

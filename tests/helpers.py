@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID, uuid4
 
+from api.bootstrap import Services
 from membership import Actor, Organizations
 
 
@@ -44,3 +45,23 @@ def assert_invariants(app: Organizations, organization_id: UUID) -> None:
     assert all(not link["max_uses"] or link["use_count"] <= link["max_uses"] for link in org.links.values())
     assert all(member["role_id"] in org.roles for member in org.members.values())
     assert org == app.get_organization(organization_id)
+
+
+def table_rows(services: Services, statement: str, *params: object) -> list[tuple[object, ...]]:
+    """Rows of a query over the active read-model tables ({members}, {audit_log}...)."""
+    from projections.queries import read
+
+    with read(services.read_db) as tables:
+        return [tuple(row) for row in tables.fetch(statement, *params)]
+
+
+def generation_rows(services: Services, name: str, generation: int) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table of one generation of a projection, sorted."""
+    from projections.catalog import PROJECTIONS
+
+    rows = {}
+    with services.read_db.snapshot() as cursor:
+        for logical, table in PROJECTIONS[name](generation).table_names.items():
+            cursor.execute(f"SELECT * FROM {table}")
+            rows[logical] = sorted((tuple(row) for row in cursor.fetchall()), key=repr)
+    return rows
