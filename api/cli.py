@@ -112,10 +112,11 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
 
 
 @main.command()
-def worker() -> None:
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 100_000))
+def worker(batch_size: int) -> None:
     """Run the projections until stopped (SIGTERM or Ctrl-C); one or many per database."""
     with services() as built:
-        runner = ProjectionRunner(built.organizations, built.read_db)
+        runner = ProjectionRunner(built.organizations, built.read_db, batch_size=batch_size)
         signal.signal(signal.SIGTERM, lambda *_: runner.stop())
         log.info("projection worker started: %s", ", ".join(runner.names))
         with suppress(KeyboardInterrupt):
