@@ -9,7 +9,7 @@ import pytest
 
 from api.bootstrap import Services
 from membership import Actor
-from projections import store, tracking
+from projections import store
 from projections.runner import ProjectionRunner
 from projections.store import ReadModelLaggingError
 from tests.helpers import member_id, new_actor, role_id, table_rows
