@@ -3,12 +3,38 @@
 from __future__ import annotations
 
 import atexit
+import json
+import logging
+import time
+import uuid
 
-from flask import Flask
+from flask import Flask, g, request
+from flask.typing import ResponseReturnValue
+from flask_smorest import Api
+from marshmallow import Schema, fields
 
+from api import accept, audit, health, invitations, members, organizations, roles
 from api.bootstrap import Services, build_services
-from api.health import blueprint as health_blueprint
+from api.errors import ApiError, register_error_handlers
 from membership.settings import Settings
+
+MAX_BODY_BYTES = 64 * 1024
+access_log = logging.getLogger("api.access")
+
+
+class ProblemSchema(Schema):
+    """RFC 9457 problem details, as every error is answered."""
+
+    type = fields.String()
+    title = fields.String()
+    status = fields.Integer()
+    detail = fields.String()
+    code = fields.String(metadata={"description": "Stable, machine-readable error code"})
+    errors = fields.Dict(metadata={"description": "Per-field messages, on validation errors"})
+
+
+class MembershipApi(Api):  # type: ignore[misc]
+    ERROR_SCHEMA = ProblemSchema
 
 
 def create_app(
@@ -23,8 +49,66 @@ def create_app(
     if services is None:
         services = build_services(settings or Settings.from_env())
         atexit.register(services.close)
+    services.settings.token_verification()  # fail at start-up, not on the first request
     if run_projections and services.runner is None:
         services.start_projections()
     app.extensions["membership"] = services
-    app.register_blueprint(health_blueprint)
+    app.config.update(_api_config(), MAX_CONTENT_LENGTH=MAX_BODY_BYTES)
+    api = MembershipApi(app)
+    for module in (organizations, members, invitations, accept, roles, audit, health):
+        api.register_blueprint(module.blp)
+    register_error_handlers(app)
+    app.before_request(_start_request)
+    app.after_request(_log_request)
     return app
+
+
+def _api_config() -> dict[str, object]:
+    return {
+        "API_TITLE": "oCore Members API",
+        "API_VERSION": "1.0.0",
+        "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_URL_PREFIX": "/api",
+        "OPENAPI_JSON_PATH": "openapi.json",
+        "API_SPEC_OPTIONS": {
+            "info": {"description": "Organization members, invitations, invite links and roles."},
+            "security": [{"bearerAuth": []}],
+            "components": {
+                "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+                "parameters": {
+                    "OrganizationId": {
+                        "in": "header",
+                        "name": "X-Organization-Id",
+                        "schema": {"type": "string", "format": "uuid"},
+                        "description": "The active organization (else the token's org_id claim)",
+                    }
+                },
+            },
+        },
+    }
+
+
+def _start_request() -> None:
+    g.request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
+    g.started = time.perf_counter()
+    if request.method in ("POST", "PUT", "PATCH", "DELETE") and _has_body() and not request.is_json:
+        raise ApiError(415, "unsupported_media_type", "Send the body as JSON (Content-Type: application/json).")
+
+
+def _has_body() -> bool:
+    return bool(request.content_length) or request.headers.get("Transfer-Encoding", "") == "chunked"
+
+
+def _log_request(response: ResponseReturnValue) -> ResponseReturnValue:
+    duration_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+    record = {
+        "method": request.method,
+        "path": request.path,
+        "status": response.status_code,  # type: ignore[union-attr]
+        "duration_ms": round(duration_ms, 1),
+        "request_id": g.get("request_id"),
+        "user_id": g.get("user_id"),
+    }
+    access_log.info(json.dumps(record))
+    response.headers["X-Request-Id"] = g.get("request_id", "")  # type: ignore[union-attr]
+    return response

@@ -81,7 +81,7 @@ class Organizations(Application[UUID]):
         self.clock = clock
         self.max_pending_invitations = max_pending_invitations
         self.snapshot_interval = snapshot_interval or self.snapshotting_intervals[Organization]
-        self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
+        self._locks = [threading.RLock() for _ in range(LOCK_STRIPES)]  # re-entrant: reading() may nest
         self.conflicts_retried = 0  # commands re-run after another process wrote first
         self.save_listeners: list[Callable[[int], None]] = []  # e.g. wakes an in-process projection runner
 
@@ -108,7 +108,10 @@ class Organizations(Application[UUID]):
 
     @contextmanager
     def reading(self, organization_id: UUID) -> Iterator[Organization]:
-        """The current state, shared and read-only, for the duration of the block."""
+        """The current state, shared and read-only, for the duration of the block.
+
+        Commands on the organization wait until the block ends: keep it short.
+        """
         with self._lock(organization_id):
             yield self._get(organization_id)
 
@@ -211,6 +214,12 @@ class Organizations(Application[UUID]):
             org.redeem_invite_link(user, parsed.item_id, member_id, self.clock())
 
         return self._update(parsed.organization_id, redeem, member_id, missing=err.InvalidInviteLinkCodeError)
+
+    def invite_link_codes(self, organization_id: UUID) -> dict[UUID, str]:
+        """The code of every invite link of the organization (for listing them to admins)."""
+        with self.reading(organization_id) as org:
+            nonces = {UUID(link_id): link["code_nonce"] for link_id, link in org.links.items()}
+        return {link_id: self.signer.derive(INVITE_LINK, organization_id, link_id, n) for link_id, n in nonces.items()}
 
     def invite_link_code(self, organization_id: UUID, link_id: UUID) -> str:
         with self.reading(organization_id) as org:
@@ -315,7 +324,7 @@ class Organizations(Application[UUID]):
             with suppress(KeyError):
                 self.repository.cache.get(organization_id, evict=True)
 
-    def _lock(self, organization_id: UUID) -> threading.Lock:
+    def _lock(self, organization_id: UUID) -> threading.RLock:
         return self._locks[organization_id.int % LOCK_STRIPES]
 
     def _with_secret(self, receipt: Receipt, kind: str, nonce: str) -> Receipt:

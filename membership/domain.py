@@ -326,7 +326,7 @@ class Organization(Aggregate):
             member_id=owner_member_id,
             user_id=owner.user_id,
             email=normalize_email(owner.email),
-            name=owner.name,
+            name=person_name(owner),
             role_id=system_role_id(organization_id, OWNER.key),
             **_stamp(owner),
         )
@@ -419,7 +419,7 @@ class Organization(Aggregate):
             member_id=member_id,
             user_id=user.user_id,
             email=email,
-            name=user.name,
+            name=person_name(user),
             role_id=UUID(invitation["role_id"]),
             **_stamp(user),
         )
@@ -482,7 +482,7 @@ class Organization(Aggregate):
             member_id=member_id,
             user_id=user.user_id,
             email=email,
-            name=user.name,
+            name=person_name(user),
             role_id=UUID(link["role_id"]),
             cancelled_invitation_id=UUID(pending) if pending else None,
             **_stamp(user),
@@ -799,6 +799,11 @@ def check_organization_name(name: str) -> str:
             f"An organization name must have 1 to {MAX_ORGANIZATION_NAME_LENGTH} characters.", "name"
         )
     return name
+
+
+def person_name(actor: Actor) -> str:
+    """Names come from identity tokens: whitespace folded, length capped."""
+    return " ".join(actor.name.split())[:MAX_PERSON_NAME_LENGTH]
 
 
 def _stamp(actor: Actor) -> dict[str, str]:

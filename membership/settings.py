@@ -19,6 +19,7 @@ from membership.persistence import PollingSQLiteApplicationRecorder
 
 DEFAULT_DATABASE_URL = "sqlite:///var/membership.db"
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name, not a secret)
+JWT_SECRET_FILE = "jwt_secret"  # noqa: S105
 
 
 class ConfigurationError(Exception):
@@ -114,14 +115,51 @@ class Database:
 
 
 @dataclass(frozen=True)
+class TokenVerification:
+    """How bearer tokens are checked: the key and algorithms come from here, never from a token."""
+
+    algorithms: tuple[str, ...]
+    key: str = field(repr=False)  # an HS256 secret, or an RS256 PEM public key
+    issuer: str | None = None
+    audience: str | None = None
+    is_development_secret: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], database: Database) -> TokenVerification | None:
+        """None when unset on PostgreSQL: workers need no tokens, and the API refuses to start without."""
+        issuer, audience = env.get("MEMBERSHIP_JWT_ISSUER") or None, env.get("MEMBERSHIP_JWT_AUDIENCE") or None
+        key_file = env.get("MEMBERSHIP_JWT_PUBLIC_KEY_FILE", "")
+        if key_file:
+            try:
+                pem = Path(key_file).read_text()
+            except OSError as error:
+                raise ConfigurationError(f"MEMBERSHIP_JWT_PUBLIC_KEY_FILE: cannot read {key_file!r}: {error}") from None
+            if "PUBLIC KEY" not in pem:
+                raise ConfigurationError(f"MEMBERSHIP_JWT_PUBLIC_KEY_FILE: {key_file!r} holds no PEM public key")
+            return cls(("RS256",), pem, issuer, audience)
+        secret = env.get("MEMBERSHIP_JWT_SECRET", "")
+        if secret:
+            if len(secret) < 32:
+                raise ConfigurationError("MEMBERSHIP_JWT_SECRET must have at least 32 characters")
+            return cls(("HS256",), secret, issuer, audience)
+        if database.backend != "sqlite":
+            return None
+        development = _local_secret_key(database.var_dir / JWT_SECRET_FILE).decode()
+        return cls(("HS256",), development, issuer, audience, is_development_secret=True)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every knob of the service, with production-sensible defaults."""
 
     database: Database
     secret_key: bytes = field(repr=False)
+    tokens: TokenVerification | None = None
+    public_url: str = "http://127.0.0.1:8000"
     snapshot_interval: int = 500
     cache_size: int = 100
     max_pending_invitations: int = 1000
+    invites_per_hour: int = 100
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -130,6 +168,9 @@ class Settings:
         return cls(
             database=database,
             secret_key=_secret_key(env.get("MEMBERSHIP_SECRET_KEY", ""), database),
+            tokens=TokenVerification.from_env(env, database),
+            public_url=(env.get("MEMBERSHIP_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
+            invites_per_hour=_positive_int(env, "MEMBERSHIP_INVITES_PER_HOUR", 100),
             snapshot_interval=_positive_int(env, "MEMBERSHIP_SNAPSHOT_INTERVAL", 500),
             cache_size=_positive_int(env, "MEMBERSHIP_CACHE_SIZE", 100),
             max_pending_invitations=_positive_int(env, "MEMBERSHIP_MAX_PENDING_INVITATIONS", 1000),
@@ -137,6 +178,12 @@ class Settings:
 
     def eventsourcing_env(self) -> dict[str, str]:
         return {**self.database.eventsourcing_env(), "AGGREGATE_CACHE_MAXSIZE": str(self.cache_size)}
+
+    def token_verification(self) -> TokenVerification:
+        """What the API needs to authenticate requests; a clear error when it is not configured."""
+        if self.tokens is None:
+            raise ConfigurationError("set MEMBERSHIP_JWT_SECRET (HS256) or MEMBERSHIP_JWT_PUBLIC_KEY_FILE (RS256)")
+        return self.tokens
 
 
 def redact(url: str) -> str:

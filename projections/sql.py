@@ -61,6 +61,12 @@ class ReadDatabase:
             return value
         return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
 
+    def when(self, value: Any) -> datetime:
+        """A NOT NULL timestamp column's value."""
+        moment = self.from_db_time(value)
+        assert moment is not None
+        return moment
+
     def from_db_time(self, value: Any) -> datetime | None:
         if value is None or isinstance(value, datetime):
             return value

@@ -33,6 +33,11 @@ def setup(db: ReadDatabase) -> None:
             # Concurrent CREATE TABLE IF NOT EXISTS can collide in pg_type: serialise set-up.
             cursor.execute("SELECT pg_advisory_xact_lock(724001)")
         tracking.create_table(db, cursor)
+        # Member activity is telemetry, not a domain fact: outside the projections, kept across rebuilds.
+        cursor.execute(
+            "CREATE TABLE IF NOT EXISTS member_activity (organization_id TEXT NOT NULL, user_id TEXT NOT NULL,"
+            f" last_active_at {db.type('ts')} NOT NULL, PRIMARY KEY (organization_id, user_id))"
+        )
         known = {g.name for g in tracking.all_generations(db, cursor)}
         for name, projection_class in PROJECTIONS.items():
             if name not in known:

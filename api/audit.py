@@ -1,0 +1,35 @@
+"""`/api/audit-log`: the organization's history, newest first (manage:members)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_smorest import Blueprint
+
+from api.auth import member_manager
+from api.context import services
+from api.errors import ApiError
+from api.schemas import AuditLogSchema, AuditQuerySchema
+from projections import queries
+
+blp = Blueprint("audit", __name__, url_prefix="/api", description="Audit log")
+
+
+@blp.route("/audit-log", methods=["GET"])
+@blp.arguments(AuditQuerySchema, location="query")
+@blp.response(200, AuditLogSchema)
+def audit_log(args: dict[str, Any]) -> Any:
+    organization_id, _ = member_manager()
+    before = 0
+    if args.get("cursor"):
+        try:
+            (before,) = queries.decode_cursor(args["cursor"], 1)
+        except ValueError:
+            raise ApiError(400, "invalid_cursor", "The cursor is not one this API returned.") from None
+    events = queries.audit_page(
+        services().read_db, organization_id, after=int(before), limit=args["limit"] + 1, newest_first=True,
+        since=args.get("since"), until=args.get("until"), event_type=args.get("type"), actor=args.get("actor"),
+    )  # fmt: skip
+    more = len(events) > args["limit"]
+    events = events[: args["limit"]]
+    return {"events": events, "nextCursor": queries.encode_cursor(events[-1].position) if more else None}

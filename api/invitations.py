@@ -1,0 +1,104 @@
+"""`/api/invitations` and `/api/invite-links`: list, cancel, resend; create and delete links."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from flask_smorest import Blueprint
+
+from api.auth import current_caller, current_member, member_manager
+from api.context import services, settled, utc_now
+from api.errors import ApiError
+from api.ratelimit import check_invitation_rate
+from api.schemas import (
+    InvitationListSchema,
+    InvitationSchema,
+    InvitationsQuerySchema,
+    InviteLinkCreateSchema,
+    InviteLinkListSchema,
+    InviteLinkSchema,
+    MessageSchema,
+    ResendSchema,
+)
+from projections import queries
+from projections.records import InviteLinkRecord
+
+blp = Blueprint("invitations", __name__, url_prefix="/api", description="Invitations and invite links")
+
+
+@blp.route("/invitations", methods=["GET"])
+@blp.arguments(InvitationsQuerySchema, location="query")
+@blp.response(200, InvitationListSchema)
+def list_invitations(args: dict[str, Any]) -> Any:
+    """Invitations by status, newest first (manage:members: they reveal invitees)."""
+    organization_id, _ = member_manager()
+    try:
+        return queries.list_invitations(
+            services().read_db, organization_id, utc_now(), args["status"], args["limit"], args.get("cursor")
+        )
+    except ValueError:
+        raise ApiError(400, "invalid_cursor", "The cursor is not one this API returned.") from None
+
+
+@blp.route("/invitations/<uuid:invitation_id>", methods=["DELETE"])
+@blp.response(200, MessageSchema)
+def cancel_invitation(invitation_id: UUID) -> Any:
+    """Cancel a pending (or expired) invitation (manage:members)."""
+    organization_id, _ = current_member()
+    settled(services().organizations.cancel_invitation(organization_id, current_caller().actor, invitation_id))
+    return {"message": "The invitation was cancelled."}
+
+
+@blp.route("/invitations/<uuid:invitation_id>/resend", methods=["POST"])
+@blp.arguments(ResendSchema)
+@blp.response(200, InvitationSchema)
+def resend_invitation(body: dict[str, Any], invitation_id: UUID) -> Any:
+    """A new token and expiry; the previous link stops working (manage:members)."""
+    organization_id, _ = current_member()
+    actor = current_caller().actor
+    check_invitation_rate(actor.user_id)
+    organizations = services().organizations
+    settled(organizations.resend_invitation(organization_id, actor, invitation_id, body.get("expiresInDays")))
+    return queries.get_invitation(services().read_db, organization_id, invitation_id, utc_now())
+
+
+@blp.route("/invite-links", methods=["POST"])
+@blp.arguments(InviteLinkCreateSchema)
+@blp.response(201, InviteLinkSchema)
+def create_invite_link(body: dict[str, Any]) -> Any:
+    """A shareable link granting a role, with a use limit (0 = unlimited) and an expiry (manage:members)."""
+    organization_id, _ = current_member()
+    receipt = settled(
+        services().organizations.create_invite_link(
+            organization_id, current_caller().actor, body["roleId"], body["maxUses"], body["expiresInDays"]
+        )
+    )
+    assert receipt.id is not None and receipt.secret is not None
+    record = queries.get_invite_link(services().read_db, organization_id, receipt.id)
+    assert record is not None
+    return _with_code(record, receipt.secret)
+
+
+@blp.route("/invite-links", methods=["GET"])
+@blp.response(200, InviteLinkListSchema)
+def list_invite_links() -> Any:
+    """Links not deleted, with their codes (manage:members)."""
+    organization_id, _ = member_manager()
+    records = queries.list_invite_links(services().read_db, organization_id)
+    codes = services().organizations.invite_link_codes(organization_id)
+    links = [_with_code(record, codes[UUID(record.id)]) for record in records]
+    return {"inviteLinks": links, "total": len(links)}
+
+
+@blp.route("/invite-links/<uuid:link_id>", methods=["DELETE"])
+@blp.response(200, MessageSchema)
+def delete_invite_link(link_id: UUID) -> Any:
+    """Delete a link: it stops working at once (manage:members)."""
+    organization_id, _ = current_member()
+    settled(services().organizations.delete_invite_link(organization_id, current_caller().actor, link_id))
+    return {"message": "The invite link was deleted."}
+
+
+def _with_code(record: InviteLinkRecord, code: str) -> dict[str, Any]:
+    return {"record": record, "code": code, "url": f"{services().settings.public_url}/join/{code}"}

@@ -1,0 +1,92 @@
+"""What the read models answer with: plain frozen records, no SQL rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ActorRef:
+    """Who did something: the user id from their token, and their e-mail then."""
+
+    user_id: str
+    email: str
+
+
+@dataclass(frozen=True)
+class RoleRecord:
+    id: str
+    name: str
+    description: str
+    is_system: bool
+    permissions: tuple[str, ...]
+    member_count: int = 0
+
+
+@dataclass(frozen=True)
+class MemberRecord:
+    id: str
+    organization_id: str
+    user_id: str
+    email: str
+    name: str
+    role: RoleRecord
+    joined_at: datetime
+    last_active_at: datetime | None
+
+
+@dataclass(frozen=True)
+class InvitationRecord:
+    id: str
+    organization_id: str
+    email: str
+    status: str  # pending, accepted, expired or cancelled (expiry computed at read time)
+    role: RoleRecord
+    invited_by_id: str
+    invited_by_email: str
+    created_at: datetime
+    expires_at: datetime
+    resent_at: datetime | None
+    resend_count: int
+    closed_at: datetime | None
+
+    @property
+    def invited_by(self) -> ActorRef:
+        return ActorRef(self.invited_by_id, self.invited_by_email)
+
+
+@dataclass(frozen=True)
+class InviteLinkRecord:
+    id: str
+    organization_id: str
+    role: RoleRecord
+    max_uses: int
+    use_count: int
+    expires_at: datetime
+    created_by_id: str
+    created_by_email: str
+    created_at: datetime
+    deleted_at: datetime | None
+
+    @property
+    def created_by(self) -> ActorRef:
+        return ActorRef(self.created_by_id, self.created_by_email)
+
+
+@dataclass(frozen=True)
+class OrganizationRecord:
+    id: str
+    name: str
+    created_at: datetime
+    role: RoleRecord | None = None  # the caller's role, when listed for a user
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    total: int
+    next_cursor: str | None
