@@ -81,7 +81,8 @@ def audit_page(
     actor: str | None = None,
 ) -> list[AuditEntry]:
     """Audit entries after position `after` (oldest first), or before it when `newest_first`."""
-    where, params = ["organization_id = %s"], [str(organization_id)]
+    where: list[str] = ["organization_id = %s"]
+    params: list[Any] = [str(organization_id)]
     if newest_first and after:
         where.append("position < %s")
         params.append(after)
