@@ -1,0 +1,146 @@
+"""The whole stack over HTTP (Flask's test client), on SQLite and PostgreSQL.
+
+`api` is a small client that mints tokens for test users and speaks JSON;
+projections run in a background thread as in production, and every command
+waits for them (read-your-writes), so a GET right after a command sees it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import jwt
+import pytest
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from api import create_app
+from api.bootstrap import Services, build_services
+from membership.settings import Settings
+
+JWT_SECRET = "e2e-jwt-secret-" + "s" * 32
+
+
+@dataclass(frozen=True)
+class User:
+    user_id: str
+    email: str
+    name: str
+
+
+class Clock:
+    """The application's clock; tests move it forward to expire invitations and links."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, **delta: float) -> None:
+        self.offset += timedelta(**delta)
+
+
+class ApiClient:
+    def __init__(self, client: FlaskClient, services: Services, clock: Clock) -> None:
+        self.client, self.services, self.clock = client, services, clock
+
+    # -- users and tokens ------------------------------------------------------------------------------------
+    @staticmethod
+    def user(label: str = "user") -> User:
+        suffix = uuid4().hex[:10]
+        return User(f"{label}-{suffix}", f"{label}.{suffix}@example.com", label.title())
+
+    @staticmethod
+    def token(user: User, key: str = JWT_SECRET, algorithm: str = "HS256", **claims: Any) -> str:
+        payload = {"sub": user.user_id, "email": user.email, "name": user.name, "exp": int(time.time()) + 3600}
+        payload.update(claims)
+        return jwt.encode({k: v for k, v in payload.items() if v is not None}, key, algorithm=algorithm)
+
+    # -- requests --------------------------------------------------------------------------------------------
+    def request(
+        self,
+        method: str,
+        path: str,
+        user: User | None = None,
+        org: UUID | str | None = None,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> TestResponse:
+        all_headers = dict(headers or {})
+        if user is not None:
+            all_headers.setdefault("Authorization", f"Bearer {self.token(user)}")
+        if org is not None:
+            all_headers["X-Organization-Id"] = str(org)
+        return self.client.open(path, method=method, json=json, headers=all_headers, **kwargs)
+
+    def get(self, path: str, user: User | None = None, org: UUID | str | None = None, **kw: Any) -> TestResponse:
+        return self.request("GET", path, user, org, **kw)
+
+    def post(self, path: str, user: User | None = None, org: UUID | str | None = None, **kw: Any) -> TestResponse:
+        return self.request("POST", path, user, org, **kw)
+
+    def put(self, path: str, user: User | None = None, org: UUID | str | None = None, **kw: Any) -> TestResponse:
+        return self.request("PUT", path, user, org, **kw)
+
+    def delete(self, path: str, user: User | None = None, org: UUID | str | None = None, **kw: Any) -> TestResponse:
+        return self.request("DELETE", path, user, org, **kw)
+
+    # -- shortcuts for arranging a scene ---------------------------------------------------------------------
+    def new_org(self, owner: User, name: str = "Acme") -> str:
+        response = self.post("/api/organizations", owner, json={"name": name})
+        assert response.status_code == 201, response.json
+        return str(response.json["id"])
+
+    def role_id(self, org: str, name: str, user: User) -> str:
+        roles = self.get("/api/roles", user, org).json["roles"]
+        return next(role["id"] for role in roles if role["name"] == name)
+
+    def invitation_token(self, org: str, invitation_id: str) -> str:
+        """What the invitation e-mail would carry."""
+        return self.services.organizations.invitation_token(UUID(org), UUID(invitation_id))
+
+    def join(self, org: str, inviter: User, role: str = "Viewer", label: str = "member") -> User:
+        """A new member with `role`, invited by `inviter` and accepted, through the API."""
+        user = self.user(label)
+        invited = self.post("/api/members/invite", inviter, org, json={"email": user.email, "roleId": self.role_id(org, role, inviter)})
+        assert invited.status_code == 201, invited.json
+        accepted = self.post("/api/auth/accept-invite", user, json={"token": self.invitation_token(org, invited.json["id"])})
+        assert accepted.status_code == 200, accepted.json
+        return user
+
+    def member_id(self, org: str, user: User, viewer: User) -> str:
+        members = self.get("/api/members?limit=200", viewer, org).json["members"]
+        return next(m["id"] for m in members if m["userId"] == user.user_id)
+
+
+def problem(response: TestResponse, status: int, code: str) -> dict[str, Any]:
+    """Assert the response is an RFC 9457 problem with this status and code; return its body."""
+    assert response.status_code == status, (response.status_code, response.get_data(as_text=True))
+    assert response.mimetype == "application/problem+json"
+    body = response.json
+    assert body["status"] == status and body["code"] == code, body
+    assert body["title"] and body["detail"] and body["type"].endswith(code.replace("_", "-"))
+    assert "Traceback" not in response.get_data(as_text=True)
+    return body  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def api_settings(store: str, settings_for: Callable[..., Settings]) -> Settings:
+    return settings_for(store, MEMBERSHIP_JWT_SECRET=JWT_SECRET, MEMBERSHIP_PUBLIC_URL="https://ocore.example.com")
+
+
+@pytest.fixture
+def api(api_settings: Settings) -> Iterator[ApiClient]:
+    services = build_services(api_settings)
+    clock = Clock()
+    services.organizations.clock = clock
+    app = create_app(services=services, run_projections=True)
+    yield ApiClient(app.test_client(), services, clock)
+    services.close()
