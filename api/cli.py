@@ -18,6 +18,7 @@ from gunicorn.app.base import BaseApplication
 from tqdm import tqdm
 
 from api.bootstrap import Services, build_services
+from api.devtools import ensure_demo_organization, mint_token, welcome
 from api.preflight import check_database
 from membership.settings import ConfigurationError, Settings
 from projections import store
@@ -85,10 +86,23 @@ def serve(host: str, port: int, workers: int, with_worker: bool) -> None:
     `membership worker` beside it, or pass --with-worker for a single node.
     """
     settings = load_settings()
+    try:
+        settings.token_verification()
+    except ConfigurationError as error:
+        click.echo(f"membership: configuration error: {error}", err=True)
+        sys.exit(2)
     run_projections = with_worker or settings.database.backend == "sqlite"
-    build_services(settings).close()  # create every table once, before workers race to
+    services = build_services(settings)  # create every table once, before workers race to
+    try:
+        if settings.tokens is not None and settings.tokens.is_development_secret:
+            services.runner = ProjectionRunner(services.organizations, services.read_db)
+            organization_id = ensure_demo_organization(services)
+            click.echo(welcome(settings, organization_id, f"http://{host}:{port}"), err=True)
+    finally:
+        services.close()
     click.echo(f"membership: serving on http://{host}:{port} ({settings.database.backend})", err=True)
-    options = {"bind": f"{host}:{port}", "workers": workers, "accesslog": "-", "control_socket_disable": True}
+    # The app writes its own structured access log (api.access); gunicorn's would repeat it.
+    options = {"bind": f"{host}:{port}", "workers": workers, "control_socket_disable": True}
     GunicornServer(settings, run_projections, options).run()
 
 
@@ -125,6 +139,31 @@ def worker(batch_size: int) -> None:
             for name, error in runner.failed.items():
                 click.echo(f"membership: projection {name!r} failed: {error}", err=True)
             sys.exit(1)
+
+
+@main.command()
+@click.option("--sub", required=True, help="The user id.")
+@click.option("--email", required=True)
+@click.option("--name", default="")
+@click.option("--org", "organization_id", type=click.UUID, help="Sets the org_id claim (the default organization).")
+@click.option("--ttl", default="1h", show_default=True, help="Lifetime: 30m, 1h, 7d...")
+def token(sub: str, email: str, name: str, organization_id: UUID | None, ttl: str) -> None:
+    """Mint a development token signed with MEMBERSHIP_JWT_SECRET (or the generated one in var/)."""
+    settings = load_settings()
+    try:
+        click.echo(
+            mint_token(settings, sub, email, name, str(organization_id) if organization_id else None, _seconds(ttl))
+        )
+    except ConfigurationError as error:
+        click.echo(f"membership: configuration error: {error}", err=True)
+        sys.exit(2)
+
+
+def _seconds(ttl: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if len(ttl) < 2 or ttl[-1] not in units or not ttl[:-1].isdigit() or int(ttl[:-1]) < 1:
+        raise click.BadParameter(f"{ttl!r}: use a number and a unit, like 30m, 1h or 7d", param_hint="--ttl")
+    return int(ttl[:-1]) * units[ttl[-1]]
 
 
 # -- projections -------------------------------------------------------------
