@@ -34,7 +34,12 @@ def run_membership(*args: str, cwd: Path, **env: str) -> subprocess.CompletedPro
 @pytest.fixture
 def server(store: str, tmp_path: Path) -> Iterator[str]:
     port = free_port()
-    env = {**os.environ, "MEMBERSHIP_DATABASE_URL": store, "MEMBERSHIP_SECRET_KEY": TEST_SECRET_KEY}
+    env = {
+        **os.environ,
+        "MEMBERSHIP_DATABASE_URL": store,
+        "MEMBERSHIP_SECRET_KEY": TEST_SECRET_KEY,
+        "MEMBERSHIP_JWT_SECRET": TEST_SECRET_KEY,
+    }
     process = subprocess.Popen([MEMBERSHIP, "serve", "--port", str(port)], cwd=tmp_path, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -87,3 +92,17 @@ def test_a_bad_database_url_fails_at_start_up_with_one_line(url: str, expected: 
     assert expected in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr and "pw@" not in result.stderr
+
+
+@pytest.mark.postgres
+def test_serving_on_postgresql_without_a_token_key_fails_at_start_up(
+    postgres_database_url: str, tmp_path: Path
+) -> None:
+    result = run_membership(
+        "serve", "--port", str(free_port()), cwd=tmp_path,
+        MEMBERSHIP_DATABASE_URL=postgres_database_url, MEMBERSHIP_SECRET_KEY=TEST_SECRET_KEY,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "membership: configuration error: set MEMBERSHIP_JWT_SECRET (HS256) or MEMBERSHIP_JWT_PUBLIC_KEY_FILE (RS256)"
+    )
