@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from membership import Organizations
 from membership.settings import Settings
 from projections import store
+from projections.mail.mailer import Mailer
+from projections.mail.transport import transport_for
 from projections.runner import ProjectionRunner
 from projections.sql import ReadDatabase
 
@@ -19,17 +21,38 @@ class Services:
     organizations: Organizations
     read_db: ReadDatabase
     runner: ProjectionRunner | None = None
+    mailer: Mailer | None = None
 
     def start_projections(self) -> ProjectionRunner:
+        """Run the read models and the invitation mailer in background threads of this process."""
         self.runner = ProjectionRunner(self.organizations, self.read_db)
         self.runner.start()
+        self.mailer = build_mailer(self)
+        self.mailer.start()
         return self.runner
 
     def close(self) -> None:
+        if self.mailer is not None:
+            self.mailer.stop()
         if self.runner is not None:
             self.runner.stop()
         self.read_db.close()
         self.organizations.close()
+
+
+def build_mailer(services: Services, **options: float) -> Mailer:
+    settings = services.settings
+    return Mailer(
+        services.organizations,
+        services.read_db,
+        transport_for(settings.smtp, settings.database.var_dir),
+        settings.smtp.sender,
+        settings.public_url,
+        retry_base_s=settings.smtp.retry_base_s,
+        retry_max_s=settings.smtp.retry_max_s,
+        lease_s=settings.smtp.lease_s,
+        **options,  # type: ignore[arg-type]
+    )
 
 
 def build_services(settings: Settings) -> Services:

@@ -17,7 +17,7 @@ import click
 from gunicorn.app.base import BaseApplication
 from tqdm import tqdm
 
-from api.bootstrap import Services, build_services
+from api.bootstrap import Services, build_mailer, build_services
 from api.devtools import ensure_demo_organization, mint_token, welcome
 from api.preflight import check_database
 from membership.settings import ConfigurationError, Settings
@@ -128,11 +128,13 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
 @main.command()
 @click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 100_000))
 def worker(batch_size: int) -> None:
-    """Run the projections until stopped (SIGTERM or Ctrl-C); one or many per database."""
+    """Run the projections and the invitation mailer until stopped (SIGTERM or Ctrl-C); one or many per database."""
     with services() as built:
         runner = ProjectionRunner(built.organizations, built.read_db, batch_size=batch_size)
+        built.mailer = build_mailer(built)
+        built.mailer.start()
         signal.signal(signal.SIGTERM, lambda *_: runner.stop())
-        log.info("projection worker started: %s", ", ".join(runner.names))
+        log.info("worker started: projections %s, and the invitation mailer", ", ".join(runner.names))
         with suppress(KeyboardInterrupt):
             runner.run_forever()
         if runner.failed:

@@ -126,6 +126,8 @@ class InvitationSchema(Schema):
     createdAt = fields.DateTime(attribute="created_at")
     resentAt = fields.DateTime(attribute="resent_at", allow_none=True)
     resendCount = fields.Integer(attribute="resend_count")
+    emailStatus = fields.String(attribute="email_status", metadata={"enum": ["queued", "sent", "failed"]})
+    lastSentAt = fields.DateTime(attribute="last_sent_at", allow_none=True)
 
 
 class InviteLinkSchema(Schema):

@@ -35,6 +35,7 @@ from membership.tokens import INVITATION, INVITE_LINK, TokenSigner, new_nonce
 
 log = logging.getLogger(__name__)
 LOCK_STRIPES = 256
+MAILER = Actor("system:mailer", "", "Mailer")  # the actor of e-mail outcome events
 MAX_ATTEMPTS = 30
 
 
@@ -178,6 +179,18 @@ class Organizations(Application[UUID]):
         with self.reading(organization_id) as org:
             nonce = org.get_invitation(invitation_id)["token_nonce"]
         return self.signer.derive(INVITATION, organization_id, invitation_id, nonce)
+
+    def record_invitation_email(
+        self, organization_id: UUID, invitation_id: UUID, token_nonce: str, message_id: str, failure: str = ""
+    ) -> Receipt:
+        """Record the outcome of the e-mail for one invitation token (by the mailer)."""
+        return self._update(
+            organization_id,
+            lambda org: org.record_invitation_email(
+                MAILER, invitation_id, token_nonce, message_id, self.clock(), failure
+            ),
+            invitation_id,
+        )
 
     # -- invite links --------------------------------------------------------
     def create_invite_link(

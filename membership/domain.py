@@ -139,6 +139,7 @@ class Organization(Aggregate):
             invitation = org.invitations[str(self.invitation_id)]
             invitation["expires_at"] = self.expires_at
             invitation["token_nonce"] = self.token_nonce
+            invitation.pop("email_status", None)  # the new token gets an e-mail of its own
 
     class InvitationCancelled(Event):
         TOPIC = "membership:Organization.InvitationCancelled"
@@ -288,6 +289,29 @@ class Organization(Aggregate):
             del org.roles[str(self.role_id)]
             org.role_member_counts.pop(str(self.role_id), None)
 
+    class InvitationEmailSent(Event):
+        """The mailer handed the e-mail for the invitation's current token to the mail server."""
+
+        TOPIC = "membership:Organization.InvitationEmailSent"
+        invitation_id: UUID
+        email: str
+        message_id: str
+
+        def apply(self, org: Organization) -> None:
+            org.invitations[str(self.invitation_id)]["email_status"] = "sent"
+
+    class InvitationEmailFailed(Event):
+        """The mail server refused the invitation's e-mail for good."""
+
+        TOPIC = "membership:Organization.InvitationEmailFailed"
+        invitation_id: UUID
+        email: str
+        message_id: str
+        reason: str
+
+        def apply(self, org: Organization) -> None:
+            org.invitations[str(self.invitation_id)]["email_status"] = "failed"
+
     def __init__(self, name: str, roles: list[dict[str, Any]]) -> None:
         """Runs when the Created event is applied (on creation and on every replay)."""
         self.name = name
@@ -423,6 +447,28 @@ class Organization(Aggregate):
             role_id=UUID(invitation["role_id"]),
             **_stamp(user),
         )
+
+    def record_invitation_email(
+        self, mailer: Actor, invitation_id: UUID, token_nonce: str, message_id: str, now: datetime, failure: str = ""
+    ) -> bool:
+        """Record what became of the e-mail for one token; False (nothing recorded) if already
+        recorded, or if the token was replaced since (its successor has an e-mail of its own)."""
+        invitation = self.get_invitation(invitation_id)
+        if invitation["token_nonce"] != token_nonce or invitation.get("email_status") in ("sent", "failed"):
+            return False
+        event, details = (
+            (self.InvitationEmailFailed, {"reason": failure[:500]}) if failure else (self.InvitationEmailSent, {})
+        )
+        self.trigger_event(
+            event,
+            timestamp=now,
+            invitation_id=invitation_id,
+            email=invitation["email"],
+            message_id=message_id,
+            **details,
+            **_stamp(mailer),
+        )
+        return True
 
     # -- invite links --------------------------------------------------------
     def create_invite_link(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -39,6 +39,7 @@ class Database:
     password: str = field(default="", repr=False)
     dbname: str = ""
     schema: str = "public"
+    local_dir: Path | None = None  # MEMBERSHIP_VAR_DIR
 
     @classmethod
     def from_url(cls, url: str) -> Database:
@@ -84,7 +85,10 @@ class Database:
 
     @property
     def var_dir(self) -> Path:
-        """Where local files (the development secret key) are kept."""
+        """Where local files go (development keys, the e-mail outbox): MEMBERSHIP_VAR_DIR,
+        else beside the SQLite file, else ./var."""
+        if self.local_dir is not None:
+            return self.local_dir
         return self.sqlite_path.parent if self.sqlite_path else Path("var")
 
     def eventsourcing_env(self) -> dict[str, str]:
@@ -149,6 +153,38 @@ class TokenVerification:
 
 
 @dataclass(frozen=True)
+class Smtp:
+    """Where invitation e-mails go; without MEMBERSHIP_SMTP_HOST they are written to var/outbox."""
+
+    host: str = ""
+    port: int = 587
+    username: str = ""
+    password: str = field(default="", repr=False)
+    starttls: bool = True
+    implicit_tls: bool = False
+    sender: str = "oCore <no-reply@ocore.localhost>"
+    timeout_s: float = 10.0
+    retry_base_s: float = 5.0  # first retry after this, doubling up to retry_max_s
+    retry_max_s: float = 600.0
+    lease_s: float = 120.0  # a delivery claimed by a sender that died is retried after this
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Smtp:
+        implicit = _flag(env, "MEMBERSHIP_SMTP_SSL", False)
+        return cls(
+            host=env.get("MEMBERSHIP_SMTP_HOST", ""),
+            port=_positive_int(env, "MEMBERSHIP_SMTP_PORT", 465 if implicit else 587),
+            username=env.get("MEMBERSHIP_SMTP_USERNAME", ""),
+            password=env.get("MEMBERSHIP_SMTP_PASSWORD", ""),
+            starttls=_flag(env, "MEMBERSHIP_SMTP_STARTTLS", not implicit),
+            implicit_tls=implicit,
+            sender=env.get("MEMBERSHIP_SMTP_FROM") or cls.sender,
+            retry_base_s=_positive_float(env, "MEMBERSHIP_SMTP_RETRY_BASE_SECONDS", 5.0),
+            lease_s=_positive_float(env, "MEMBERSHIP_SMTP_LEASE_SECONDS", 120.0),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every knob of the service, with production-sensible defaults."""
 
@@ -160,17 +196,21 @@ class Settings:
     cache_size: int = 100
     max_pending_invitations: int = 1000
     invites_per_hour: int = 100
+    smtp: Smtp = field(default_factory=Smtp)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         database = Database.from_url(env.get("MEMBERSHIP_DATABASE_URL") or DEFAULT_DATABASE_URL)
+        if env.get("MEMBERSHIP_VAR_DIR"):
+            database = replace(database, local_dir=Path(env["MEMBERSHIP_VAR_DIR"]))
         return cls(
             database=database,
             secret_key=_secret_key(env.get("MEMBERSHIP_SECRET_KEY", ""), database),
             tokens=TokenVerification.from_env(env, database),
             public_url=(env.get("MEMBERSHIP_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
             invites_per_hour=_positive_int(env, "MEMBERSHIP_INVITES_PER_HOUR", 100),
+            smtp=Smtp.from_env(env),
             snapshot_interval=_positive_int(env, "MEMBERSHIP_SNAPSHOT_INTERVAL", 500),
             cache_size=_positive_int(env, "MEMBERSHIP_CACHE_SIZE", 100),
             max_pending_invitations=_positive_int(env, "MEMBERSHIP_MAX_PENDING_INVITATIONS", 1000),
@@ -201,6 +241,28 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     if not raw.isdigit() or int(raw) < 1:
         raise ConfigurationError(f"{name} must be a positive whole number, not {raw!r}")
     return int(raw)
+
+
+def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "")
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise ConfigurationError(f"{name} must be a positive number, not {raw!r}")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name} must be true or false, not {raw!r}")
 
 
 def _secret_key(raw: str, database: Database) -> bytes:

@@ -39,6 +39,8 @@ TARGETS: dict[type, tuple[str, str | None, str | None]] = {
     Organization.RoleCreated: ("role", "role_id", "name"),
     Organization.RoleUpdated: ("role", "role_id", "name"),
     Organization.RoleDeleted: ("role", "role_id", "name"),
+    Organization.InvitationEmailSent: ("invitation", "invitation_id", "email"),
+    Organization.InvitationEmailFailed: ("invitation", "invitation_id", "email"),
 }
 
 _INSERT = (

@@ -23,7 +23,7 @@ class InvitationsProjection(Projection):
             "invitation_id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, email TEXT NOT NULL, "
             "role_id TEXT NOT NULL, status TEXT NOT NULL, invited_by_id TEXT NOT NULL, invited_by_email TEXT NOT NULL, "
             "created_at {ts} NOT NULL, expires_at {ts} NOT NULL, resent_at {ts}, resend_count INTEGER NOT NULL, "
-            "closed_at {ts}, closed_by TEXT, member_id TEXT"
+            "closed_at {ts}, closed_by TEXT, member_id TEXT, email_status TEXT NOT NULL, last_sent_at {ts}"
         ),
         "invite_links": (
             "link_id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, role_id TEXT NOT NULL, "
@@ -48,7 +48,8 @@ class InvitationsProjection(Projection):
             w.run(_CLOSE, "expired", at, e.actor_id, str(e.replaces_invitation_id))
         w.run(
             "INSERT INTO {invitations} (invitation_id, organization_id, email, role_id, status, invited_by_id,"
-            " invited_by_email, created_at, expires_at, resend_count) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 0)",
+            " invited_by_email, created_at, expires_at, resend_count, email_status)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 0, 'queued')",
             str(e.invitation_id),
             str(e.originator_id),
             e.email,
@@ -63,8 +64,8 @@ class InvitationsProjection(Projection):
     @apply.register(Organization.InvitationResent)
     def _resent(self, e: Organization.InvitationResent, w: Writer) -> None:
         w.run(
-            "UPDATE {invitations} SET expires_at = %s, resent_at = %s, resend_count = resend_count + 1"
-            " WHERE invitation_id = %s",
+            "UPDATE {invitations} SET expires_at = %s, resent_at = %s, resend_count = resend_count + 1,"
+            " email_status = 'queued' WHERE invitation_id = %s",
             w.time(e.expires_at),
             w.time(e.timestamp),
             str(e.invitation_id),
@@ -80,6 +81,18 @@ class InvitationsProjection(Projection):
         w.run(
             "UPDATE {invitations} SET member_id = %s WHERE invitation_id = %s", str(e.member_id), str(e.invitation_id)
         )
+
+    @apply.register(Organization.InvitationEmailSent)
+    def _email_sent(self, e: Organization.InvitationEmailSent, w: Writer) -> None:
+        w.run(
+            "UPDATE {invitations} SET email_status = 'sent', last_sent_at = %s WHERE invitation_id = %s",
+            w.time(e.timestamp),
+            str(e.invitation_id),
+        )
+
+    @apply.register(Organization.InvitationEmailFailed)
+    def _email_failed(self, e: Organization.InvitationEmailFailed, w: Writer) -> None:
+        w.run("UPDATE {invitations} SET email_status = 'failed' WHERE invitation_id = %s", str(e.invitation_id))
 
     @apply.register(Organization.InviteLinkCreated)
     def _link_created(self, e: Organization.InviteLinkCreated, w: Writer) -> None:

@@ -132,7 +132,7 @@ _MEMBER_SELECT = (
 _INVITATION_SELECT = (
     "SELECT i.invitation_id, i.organization_id, i.email, i.status, i.invited_by_id, i.invited_by_email, "
     "i.created_at, i.expires_at, i.resent_at, i.resend_count, i.closed_at, "
-    f"{_ROLE_COLUMNS} FROM {{invitations}} i JOIN {{roles}} r ON r.role_id = i.role_id"
+    f"{_ROLE_COLUMNS}, i.email_status, i.last_sent_at FROM {{invitations}} i JOIN {{roles}} r ON r.role_id = i.role_id"
 )
 _LINK_SELECT = (
     "SELECT l.link_id, l.organization_id, l.max_uses, l.use_count, l.expires_at, l.created_by_id, "
@@ -174,7 +174,7 @@ def _invitation(db: ReadDatabase, row: Sequence[Any], now: datetime) -> Invitati
     status = "expired" if row[3] == "pending" and expires_at <= now else row[3]
     return InvitationRecord(
         row[0], row[1], row[2], status, _role(db, row[11:16]), row[4], row[5],
-        db.when(row[6]), expires_at, t(row[8]), int(row[9]), t(row[10]),
+        db.when(row[6]), expires_at, t(row[8]), int(row[9]), t(row[10]), row[16], t(row[17]),
     )  # fmt: skip
 
 

@@ -53,6 +53,8 @@ class InvitationRecord:
     resent_at: datetime | None
     resend_count: int
     closed_at: datetime | None
+    email_status: str = "queued"  # queued, sent or failed: the e-mail for the current token
+    last_sent_at: datetime | None = None
 
     @property
     def invited_by(self) -> ActorRef:

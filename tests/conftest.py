@@ -71,10 +71,15 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def settings_for() -> Callable[..., Settings]:
+def settings_for(tmp_path: Path) -> Callable[..., Settings]:
     def make(database_url: str, **env: str) -> Settings:
         return Settings.from_env(
-            {"MEMBERSHIP_DATABASE_URL": database_url, "MEMBERSHIP_SECRET_KEY": TEST_SECRET_KEY, **env}
+            {
+                "MEMBERSHIP_DATABASE_URL": database_url,
+                "MEMBERSHIP_SECRET_KEY": TEST_SECRET_KEY,
+                "MEMBERSHIP_VAR_DIR": str(tmp_path / "var"),
+                **env,
+            }
         )
 
     return make

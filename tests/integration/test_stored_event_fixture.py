@@ -1,9 +1,10 @@
-"""Events are forever: a committed fixture of stored events must still replay.
+"""Events are forever: committed fixtures of stored events must still replay.
 
-tests/fixtures/organization_events_v1.jsonl was written once, by the first
-version of the domain, and must never be regenerated. If this test fails, an
-event class, field or topic changed incompatibly: add an upcaster or register
-the old topic instead of editing the fixture.
+tests/fixtures/organization_events_v*.jsonl were each written once, by the
+version of the domain that introduced their event types, and must never be
+regenerated. If these tests fail, an event class, field or topic changed
+incompatibly: add an upcaster or register the old topic instead of editing a
+fixture. A new event type needs a new fixture file (the coverage test says so).
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from eventsourcing.persistence import StoredEvent
 from membership import Organization, Organizations
 from membership.permissions import ALL_PERMISSIONS
 
-FIXTURE = Path(__file__).parent.parent / "fixtures" / "organization_events_v1.jsonl"
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+FIXTURE = FIXTURES / "organization_events_v1.jsonl"
 ORG_ID = UUID("0f817fcb-018e-4563-95fe-e9d2f44da66c")
+MAIL_ORG_ID = UUID("acfe1439-f1e2-42c2-a963-c34ec24cf327")
 
 
-def load_fixture(app: Organizations) -> None:
-    rows = [json.loads(line) for line in FIXTURE.read_text().splitlines()]
+def load_fixture(app: Organizations, fixture: Path = FIXTURE) -> None:
+    rows = [json.loads(line) for line in fixture.read_text().splitlines()]
     app.recorder.insert_events(
         [
             StoredEvent(
@@ -63,8 +66,23 @@ def test_the_stored_fixture_replays_to_the_known_state(organizations: Organizati
     assert org.created_on == datetime(2026, 1, 5, 9, 1, tzinfo=UTC)
 
 
-def test_every_event_type_is_in_the_fixture() -> None:
-    topics = {json.loads(line)["topic"] for line in FIXTURE.read_text().splitlines()}
+def test_the_e_mail_outcome_fixture_replays_to_the_known_state(organizations: Organizations) -> None:
+    load_fixture(organizations, FIXTURES / "organization_events_v2.jsonl")
+
+    org = organizations.get_organization(MAIL_ORG_ID)
+
+    by_email = {i["email"]: i for i in org.invitations.values()}
+    assert by_email["ann@mail.example"]["email_status"] == "sent"  # sent again after the resend
+    assert by_email["bounce@mail.example"]["email_status"] == "failed"
+    assert org.version == 8
+
+
+def test_every_event_type_is_in_a_fixture() -> None:
+    topics = {
+        json.loads(line)["topic"]
+        for fixture in FIXTURES.glob("organization_events_v*.jsonl")
+        for line in fixture.read_text().splitlines()
+    }
     event_topics = {
         value.TOPIC
         for value in vars(Organization).values()

@@ -1,0 +1,1 @@
+"""Invitation e-mail: an event-driven mailer with its own position, exactly once per token."""

@@ -1,0 +1,77 @@
+"""Handing messages over: to an SMTP server, or (with no SMTP configured) to files in var/outbox."""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Protocol
+
+from membership.settings import Smtp
+
+log = logging.getLogger(__name__)
+
+
+class TransientError(Exception):
+    """Try again later: the server is unreachable, busy or answered 4xx."""
+
+
+class PermanentError(Exception):
+    """The server refused the message for good (5xx)."""
+
+
+class Transport(Protocol):
+    def send(self, message: EmailMessage) -> None: ...
+
+
+class SmtpTransport:
+    def __init__(self, smtp: Smtp) -> None:
+        self.smtp = smtp
+
+    def send(self, message: EmailMessage) -> None:
+        try:
+            with self._connect() as client:
+                if self.smtp.starttls and not self.smtp.implicit_tls:
+                    client.starttls(context=ssl.create_default_context())
+                if self.smtp.username:
+                    client.login(self.smtp.username, self.smtp.password)
+                client.send_message(message)
+        except smtplib.SMTPRecipientsRefused as error:
+            codes = [code for code, _ in error.recipients.values()]
+            raise (PermanentError if all(code >= 500 for code in codes) else TransientError)(str(error)) from None
+        except smtplib.SMTPAuthenticationError as error:
+            log.error("SMTP login refused; check MEMBERSHIP_SMTP_USERNAME and _PASSWORD: %s", error)
+            raise TransientError(f"login refused: {error}") from None
+        except smtplib.SMTPResponseException as error:
+            raise (PermanentError if error.smtp_code >= 500 else TransientError)(
+                f"{error.smtp_code} {error.smtp_error!r}"
+            ) from None
+        except (smtplib.SMTPException, OSError) as error:  # refused, reset, timed out, TLS failures
+            raise TransientError(f"{type(error).__name__}: {error}") from None
+
+    def _connect(self) -> smtplib.SMTP:
+        if self.smtp.implicit_tls:
+            return smtplib.SMTP_SSL(
+                self.smtp.host, self.smtp.port, timeout=self.smtp.timeout_s, context=ssl.create_default_context()
+            )
+        return smtplib.SMTP(self.smtp.host, self.smtp.port, timeout=self.smtp.timeout_s)
+
+
+class OutboxTransport:
+    """For local use without SMTP: each message becomes an .eml file, and its link is logged."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def send(self, message: EmailMessage) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = str(message["Message-ID"]).strip("<>").replace("/", "_") + ".eml"
+        (self.directory / name).write_bytes(bytes(message))
+        link = next((line for line in message.get_body(("plain",)).get_content().splitlines() if "://" in line), "")  # type: ignore[union-attr]
+        log.info("invitation e-mail to %s written to %s; accept link: %s", message["To"], self.directory / name, link)
+
+
+def transport_for(smtp: Smtp, var_dir: Path) -> Transport:
+    return SmtpTransport(smtp) if smtp.host else OutboxTransport(var_dir / "outbox")
