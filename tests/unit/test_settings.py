@@ -12,24 +12,29 @@ from membership.settings import DEFAULT_DATABASE_URL, ConfigurationError, Settin
 KEY = "k" * 40
 
 
+@pytest.fixture(autouse=True)
+def in_a_temporary_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Development keys are generated in ./var: keep them out of the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 def settings(**env: str) -> Settings:
     return Settings.from_env(env)
 
 
-def test_the_default_is_embedded_sqlite_in_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
+def test_the_default_is_embedded_sqlite_in_var() -> None:
     database = settings().database
     assert database.url == DEFAULT_DATABASE_URL
     assert database.sqlite_path == Path("var/membership.db")
     assert settings().eventsourcing_env()["PERSISTENCE_MODULE"] == "eventsourcing.sqlite"
 
 
-def test_sqlite_urls_take_relative_and_absolute_paths() -> None:
+def test_sqlite_urls_take_relative_and_absolute_paths(tmp_path: Path) -> None:
     assert settings(
         MEMBERSHIP_DATABASE_URL="sqlite:///data/m.db", MEMBERSHIP_SECRET_KEY=KEY
     ).database.sqlite_path == Path("data/m.db")
-    absolute = settings(MEMBERSHIP_DATABASE_URL="sqlite:////srv/m.db", MEMBERSHIP_SECRET_KEY=KEY)
-    assert absolute.eventsourcing_env()["SQLITE_DBNAME"] == "/srv/m.db"
+    absolute = settings(MEMBERSHIP_DATABASE_URL=f"sqlite:///{tmp_path}/abs/m.db", MEMBERSHIP_SECRET_KEY=KEY)
+    assert absolute.eventsourcing_env()["SQLITE_DBNAME"] == f"{tmp_path}/abs/m.db"
 
 
 def test_a_postgresql_url_becomes_the_library_settings() -> None:
