@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,7 @@ def seed(services: Services) -> int:
 
 def start(store: str, *args: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "MEMBERSHIP_DATABASE_URL": store, "MEMBERSHIP_SECRET_KEY": TEST_SECRET_KEY}
+    env["MEMBERSHIP_VAR_DIR"] = tempfile.mkdtemp(prefix="membership-var-")
     return subprocess.Popen([MEMBERSHIP, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
