@@ -13,12 +13,14 @@ from flask.typing import ResponseReturnValue
 from flask_smorest import Api
 from marshmallow import Schema, fields
 
-from api import accept, audit, health, invitations, members, organizations, roles
+from api import accept, audit, health, invitations, jobs, members, organizations, roles
 from api.bootstrap import Services, build_services
 from api.errors import ApiError, register_error_handlers
 from membership.settings import Settings
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_BULK_BODY_BYTES = 1024 * 1024  # 10,000 member ids
+BULK_PATHS = ("/api/members/bulk/",)
 access_log = logging.getLogger("api.access")
 
 
@@ -55,7 +57,7 @@ def create_app(
     app.extensions["membership"] = services
     app.config.update(_api_config(), MAX_CONTENT_LENGTH=MAX_BODY_BYTES)
     api = MembershipApi(app)
-    for module in (organizations, members, invitations, accept, roles, audit, health):
+    for module in (organizations, members, jobs, invitations, accept, roles, audit, health):
         api.register_blueprint(module.blp)
     register_error_handlers(app)
     app.before_request(_start_request)
@@ -91,6 +93,8 @@ def _api_config() -> dict[str, object]:
 def _start_request() -> None:
     g.request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
     g.started = time.perf_counter()
+    if request.path.startswith(BULK_PATHS):
+        request.max_content_length = MAX_BULK_BODY_BYTES
     if request.method in ("POST", "PUT", "PATCH", "DELETE") and _has_body() and not request.is_json:
         raise ApiError(415, "unsupported_media_type", "Send the body as JSON (Content-Type: application/json).")
 

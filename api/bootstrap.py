@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from membership import Organizations
 from membership.settings import Settings
 from projections import store
+from projections.job_runner import JobRunner
 from projections.mail.mailer import Mailer
 from projections.mail.transport import transport_for
 from projections.runner import ProjectionRunner
@@ -22,16 +23,25 @@ class Services:
     read_db: ReadDatabase
     runner: ProjectionRunner | None = None
     mailer: Mailer | None = None
+    jobs: JobRunner | None = None
 
     def start_projections(self) -> ProjectionRunner:
-        """Run the read models and the invitation mailer in background threads of this process."""
+        """Run the read models, the invitation mailer and bulk jobs in background threads of this process."""
         self.runner = ProjectionRunner(self.organizations, self.read_db)
         self.runner.start()
-        self.mailer = build_mailer(self)
-        self.mailer.start()
+        self.start_background_work()
         return self.runner
 
+    def start_background_work(self) -> None:
+        """The mailer and the bulk-job runner (the worker process runs the projections itself)."""
+        self.mailer = build_mailer(self)
+        self.mailer.start()
+        self.jobs = JobRunner(self.organizations, self.read_db)
+        self.jobs.start()
+
     def close(self) -> None:
+        if self.jobs is not None:
+            self.jobs.stop()
         if self.mailer is not None:
             self.mailer.stop()
         if self.runner is not None:

@@ -17,7 +17,7 @@ import click
 from gunicorn.app.base import BaseApplication
 from tqdm import tqdm
 
-from api.bootstrap import Services, build_mailer, build_services
+from api.bootstrap import Services, build_services
 from api.devtools import ensure_demo_organization, mint_token, welcome
 from api.preflight import check_database
 from membership.settings import ConfigurationError, Settings
@@ -128,13 +128,14 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
 @main.command()
 @click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 100_000))
 def worker(batch_size: int) -> None:
-    """Run the projections and the invitation mailer until stopped (SIGTERM or Ctrl-C); one or many per database."""
+    """Run the projections, the invitation mailer and bulk jobs until stopped (SIGTERM or Ctrl-C).
+
+    Several workers may run against one database."""
     with services() as built:
         runner = ProjectionRunner(built.organizations, built.read_db, batch_size=batch_size)
-        built.mailer = build_mailer(built)
-        built.mailer.start()
+        built.start_background_work()
         signal.signal(signal.SIGTERM, lambda *_: runner.stop())
-        log.info("worker started: projections %s, and the invitation mailer", ", ".join(runner.names))
+        log.info("worker started: projections %s, the invitation mailer and bulk jobs", ", ".join(runner.names))
         with suppress(KeyboardInterrupt):
             runner.run_forever()
         if runner.failed:

@@ -228,3 +228,48 @@ class HealthSchema(Schema):
     database = fields.String()
     position = fields.Integer()
     projections = fields.Dict()
+
+
+class BulkRoleSchema(Schema):
+    memberIds = fields.List(fields.UUID(), required=True, validate=validate.Length(1, 10_000))
+    roleId = fields.UUID(required=True)
+
+
+class BulkRemoveSchema(Schema):
+    memberIds = fields.List(fields.UUID(), required=True, validate=validate.Length(1, 10_000))
+
+
+class JobItemSchema(Schema):
+    memberId = fields.String(attribute="member_id")
+    status = fields.String(metadata={"enum": ["succeeded", "failed"]})
+    code = fields.String()
+    message = fields.String()
+
+
+class JobSummarySchema(Schema):
+    id = fields.String()
+    type = fields.String(metadata={"enum": ["bulk_role_change", "bulk_remove"]})
+    status = fields.String(
+        metadata={"enum": ["queued", "running", "succeeded", "partially_succeeded", "failed", "cancelled"]}
+    )
+    total = fields.Integer()
+    processed = fields.Integer()
+    succeeded = fields.Integer()
+    failed = fields.Integer()
+    cancelRequested = fields.Boolean(attribute="cancel_requested")
+    createdBy = fields.Nested(ActorRefSchema, attribute="created_by")
+    createdAt = fields.DateTime(attribute="created_at")
+    startedAt = fields.DateTime(attribute="started_at", allow_none=True)
+    finishedAt = fields.DateTime(attribute="finished_at", allow_none=True)
+
+
+class JobSchema(JobSummarySchema):
+    results = fields.List(fields.Nested(JobItemSchema))
+
+
+class JobEnvelopeSchema(Schema):
+    job = fields.Nested(JobSchema)
+
+
+class JobListSchema(Schema):
+    jobs = fields.List(fields.Nested(JobSummarySchema))

@@ -30,6 +30,8 @@ from eventsourcing.persistence import IntegrityError
 
 from membership import exceptions as err
 from membership.domain import DEFAULT_EXPIRES_IN_DAYS, Actor, Organization
+from membership.jobs import ROLE_CHANGE, BulkJob, IdempotencyKeyReusedError, JobNotFoundError, job_id_for
+from membership.permissions import MANAGE_MEMBERS
 from membership.settings import Settings
 from membership.tokens import INVITATION, INVITE_LINK, TokenSigner, new_nonce
 
@@ -65,7 +67,7 @@ class Organizations(Application[UUID]):
 
     name = "Organizations"
     env = {"AGGREGATE_CACHE_MAXSIZE": "100", "DEEPCOPY_FROM_AGGREGATE_CACHE": "n"}
-    snapshotting_intervals = {Organization: 500}
+    snapshotting_intervals = {Organization: 500}  # jobs are short-lived: never snapshotted
     snapshotting_projectors = {Organization: project_organization}
 
     def __init__(
@@ -284,6 +286,110 @@ class Organizations(Application[UUID]):
 
     def delete_role(self, organization_id: UUID, actor: Actor, role_id: UUID) -> Receipt:
         return self._update(organization_id, lambda org: org.delete_role(actor, role_id, self.clock()), role_id)
+
+    # -- bulk jobs -----------------------------------------------------------
+    def request_bulk_job(
+        self,
+        organization_id: UUID,
+        actor: Actor,
+        job_type: str,
+        member_ids: list[UUID],
+        role_id: UUID | None = None,
+        idempotency_key: str | None = None,
+    ) -> tuple[Receipt, bool]:
+        """Queue a bulk role change or removal; returns the job's receipt and whether it is new.
+
+        With an idempotency key, a retried request returns the job the first one made.
+        """
+        with self.reading(organization_id) as org:
+            manager = org.check_permission(actor, MANAGE_MEMBERS)
+            if role_id is not None:
+                org.check_can_assign(manager, role_id)
+        job_id = job_id_for(organization_id, actor.user_id, idempotency_key) if idempotency_key else uuid4()
+        job = BulkJob.request(job_id, organization_id, actor, job_type, member_ids, role_id, self.clock())
+        try:
+            return Receipt(organization_id, self._position(self.save(job)), job_id), True
+        except IntegrityError:
+            existing = self.get_job(organization_id, job_id)
+            if existing.fingerprint != job.fingerprint:
+                raise IdempotencyKeyReusedError("This Idempotency-Key was used for a different request.") from None
+            return Receipt(organization_id, None, job_id), False
+
+    def get_job(self, organization_id: UUID, job_id: UUID) -> BulkJob:
+        try:
+            job: BulkJob = self.repository.get(job_id)
+        except AggregateNotFoundError:
+            job = None  # type: ignore[assignment]
+        if not isinstance(job, BulkJob) or job.organization_id != organization_id:
+            raise JobNotFoundError(f"No job {job_id} in this organization.")
+        return job
+
+    def cancel_job(self, organization_id: UUID, actor: Actor, job_id: UUID) -> Receipt:
+        """Stop the job after the batch in progress."""
+        for attempt in range(MAX_ATTEMPTS):
+            with self._lock(organization_id):
+                self._get(organization_id).check_permission(actor, MANAGE_MEMBERS)
+                job = self.get_job(organization_id, job_id)
+                try:
+                    job.cancel(actor, self.clock())
+                    return Receipt(organization_id, self._position(self.save(job)), job_id)
+                except IntegrityError:
+                    self._evict(job_id)
+                except BaseException:
+                    self._evict(job_id)
+                    raise
+            time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+        raise err.ConflictError("The job is changing too fast; please try again.")
+
+    def process_job_batch(self, job_id: UUID, batch_size: int = 500) -> BulkJob:
+        """Apply the job's next items and record them on the job, in one transaction."""
+        for attempt in range(MAX_ATTEMPTS):
+            job: BulkJob = self.repository.get(job_id)
+            if job.is_finished:
+                return job
+            with self._lock(job.organization_id):
+                org = self._get(job.organization_id)
+                try:
+                    self._run_batch(org, job, batch_size)
+                    self.save(org, job)
+                    return job
+                except IntegrityError:
+                    self._evict(org.id)
+                    self._evict(job_id)
+                except BaseException:
+                    self._evict(org.id)
+                    self._evict(job_id)
+                    raise
+            time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+        raise err.ConflictError("The organization is changing too fast to process the job.")
+
+    def _run_batch(self, org: Organization, job: BulkJob, batch_size: int) -> None:
+        now = self.clock()
+        if not job.cancel_requested:
+            actor = Actor(job.actor_id, job.actor_email)
+            job.record_batch([self._apply_item(org, job, actor, item, now) for item in job.next_items(batch_size)], now)
+        if job.cancel_requested or job.processed >= job.total:
+            job.finish(now)
+
+    @staticmethod
+    def _apply_item(org: Organization, job: BulkJob, actor: Actor, member_id: str, now: datetime) -> list[str]:
+        """One item, by exactly the rules of the single operation; a refusal fails only this item."""
+        if org.member_by_user.get(actor.user_id) == member_id:
+            return [
+                member_id,
+                "failed",
+                "cannot_modify_yourself",
+                "A bulk operation skips the member who requested it.",
+            ]
+        try:
+            if job.job_type == ROLE_CHANGE:
+                assert job.role_id is not None
+                org.change_role(actor, UUID(member_id), UUID(job.role_id), now)
+            else:
+                org.remove_member(actor, UUID(member_id), now)
+        except err.MembershipError as error:
+            return [member_id, "failed", error.code, error.message]
+        return [member_id, "succeeded", "", ""]
 
     # -- machinery -----------------------------------------------------------
     def _update(

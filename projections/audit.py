@@ -92,8 +92,9 @@ class AuditProjection(Projection):
 
     @singledispatchmethod
     def apply(self, event: Any, w: Writer) -> None:
-        """Every event of the organization stream is audited."""
-        self._record(event, w)
+        """Every organization event is audited (a bulk job's own effects are member events too)."""
+        if isinstance(event, Organization.Event):
+            self._record(event, w)
 
     @apply.register(Organization.Created)
     def _created(self, e: Organization.Created, w: Writer) -> None:

@@ -19,7 +19,17 @@ from uuid import UUID
 
 from projections import tracking
 from projections.catalog import PROJECTIONS
-from projections.records import InvitationRecord, InviteLinkRecord, MemberRecord, OrganizationRecord, Page, RoleRecord
+from projections.records import (
+    ActorRef,
+    InvitationRecord,
+    InviteLinkRecord,
+    JobItemRecord,
+    JobRecord,
+    MemberRecord,
+    OrganizationRecord,
+    Page,
+    RoleRecord,
+)
 from projections.sql import Cursor, ReadDatabase
 
 
@@ -373,3 +383,42 @@ def touch_activity(db: ReadDatabase, organization_id: UUID, user_id: str, at: da
             ),
             (str(organization_id), user_id, db.to_db_time(at)),
         )
+
+
+_JOB_SELECT = (
+    "SELECT job_id, organization_id, job_type, status, total, processed, succeeded, created_by_id, created_by_email,"
+    " created_at, started_at, finished_at, cancel_requested FROM {jobs}"
+)
+
+
+def _job(db: ReadDatabase, row: Sequence[Any], results: tuple[JobItemRecord, ...] = ()) -> JobRecord:
+    t = db.from_db_time
+    return JobRecord(
+        row[0], row[1], row[2], row[3], int(row[4]), int(row[5]), int(row[6]), ActorRef(row[7], row[8]),
+        db.when(row[9]), t(row[10]), t(row[11]), bool(row[12]), results,
+    )  # fmt: skip
+
+
+def get_job(db: ReadDatabase, organization_id: UUID, job_id: UUID) -> JobRecord | None:
+    """A job with every item's result, in request order."""
+    with read(db) as tables:
+        rows = tables.fetch(
+            f"{_JOB_SELECT} WHERE organization_id = %s AND job_id = %s", str(organization_id), str(job_id)
+        )
+        if not rows:
+            return None
+        items = tables.fetch(
+            "SELECT member_id, status, code, message FROM {job_results} WHERE job_id = %s ORDER BY item", str(job_id)
+        )
+    return _job(db, rows[0], tuple(JobItemRecord(*item) for item in items))
+
+
+def list_jobs(db: ReadDatabase, organization_id: UUID, limit: int = 50) -> list[JobRecord]:
+    """The organization's jobs, newest first, without item results."""
+    with read(db) as tables:
+        rows = tables.fetch(
+            f"{_JOB_SELECT} WHERE organization_id = %s ORDER BY created_at DESC, job_id LIMIT %s",
+            str(organization_id),
+            limit,
+        )
+    return [_job(db, row) for row in rows]

@@ -92,3 +92,32 @@ class Page(Generic[T]):
     items: list[T]
     total: int
     next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class JobItemRecord:
+    member_id: str
+    status: str  # succeeded or failed
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: str
+    organization_id: str
+    type: str
+    status: str
+    total: int
+    processed: int
+    succeeded: int
+    created_by: ActorRef
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    cancel_requested: bool
+    results: tuple[JobItemRecord, ...] = ()
+
+    @property
+    def failed(self) -> int:
+        return self.processed - self.succeeded

@@ -121,6 +121,7 @@ def test_projection_status_shows_positions_and_lag(store: str, timeline: tuple, 
     assert {p["name"]: p["lag"] for p in status["projections"]} == {
         "audit": 0,
         "invitations": 0,
+        "jobs": 0,
         "members": 0,
         "roles": 0,
     }

@@ -143,6 +143,7 @@ def test_every_projection_reaches_the_latest_position(services: Services, histor
     assert {s.name: s.position for s in store.status(services.read_db, latest)} == {
         "audit": latest,
         "invitations": latest,
+        "jobs": latest,
         "members": latest,
         "roles": latest,
     }
