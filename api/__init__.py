@@ -5,8 +5,10 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import sys
 import time
 import uuid
+from datetime import UTC, datetime
 
 from flask import Flask, g, request
 from flask.typing import ResponseReturnValue
@@ -62,7 +64,18 @@ def create_app(
     register_error_handlers(app)
     app.before_request(_start_request)
     app.after_request(_log_request)
+    _configure_access_log()
     return app
+
+
+def _configure_access_log() -> None:
+    """One JSON object per line on stderr, ready for a log shipper."""
+    if not access_log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access_log.addHandler(handler)
+        access_log.setLevel(logging.INFO)
+        access_log.propagate = False
 
 
 def _api_config() -> dict[str, object]:
@@ -106,6 +119,7 @@ def _has_body() -> bool:
 def _log_request(response: ResponseReturnValue) -> ResponseReturnValue:
     duration_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
     record = {
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "method": request.method,
         "path": request.path,
         "status": response.status_code,  # type: ignore[union-attr]

@@ -32,11 +32,11 @@ class Services:
         self.start_background_work()
         return self.runner
 
-    def start_background_work(self) -> None:
+    def start_background_work(self, job_batch_size: int = 500) -> None:
         """The mailer and the bulk-job runner (the worker process runs the projections itself)."""
         self.mailer = build_mailer(self)
         self.mailer.start()
-        self.jobs = JobRunner(self.organizations, self.read_db)
+        self.jobs = JobRunner(self.organizations, self.read_db, batch_size=job_batch_size)
         self.jobs.start()
 
     def close(self) -> None:

@@ -126,14 +126,23 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
 
 
 @main.command()
-@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 100_000))
-def worker(batch_size: int) -> None:
+@click.option(
+    "--batch-size", default=500, show_default=True, type=click.IntRange(1, 100_000), help="Events per projection batch."
+)
+@click.option(
+    "--job-batch-size",
+    default=500,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Members per bulk-job batch.",
+)
+def worker(batch_size: int, job_batch_size: int) -> None:
     """Run the projections, the invitation mailer and bulk jobs until stopped (SIGTERM or Ctrl-C).
 
     Several workers may run against one database."""
     with services() as built:
         runner = ProjectionRunner(built.organizations, built.read_db, batch_size=batch_size)
-        built.start_background_work()
+        built.start_background_work(job_batch_size)
         signal.signal(signal.SIGTERM, lambda *_: runner.stop())
         log.info("worker started: projections %s, the invitation mailer and bulk jobs", ", ".join(runner.names))
         with suppress(KeyboardInterrupt):
@@ -199,7 +208,11 @@ def projections_status(as_json: bool) -> None:
 @click.argument("names", nargs=-1)
 @click.option("--restart", is_flag=True, help="Discard an interrupted rebuild instead of resuming it.")
 @click.option("--batch-size", default=5000, show_default=True, type=click.IntRange(100, 100_000))
-def projections_rebuild(names: tuple[str, ...], restart: bool, batch_size: int) -> None:
+@click.option(
+    "--grace", default=5.0, show_default=True, type=click.FloatRange(0, 3600),
+    help="Seconds the old tables stay after the switch, for readers still using them.",
+)  # fmt: skip
+def projections_rebuild(names: tuple[str, ...], restart: bool, batch_size: int, grace: float) -> None:
     """Rebuild NAMES (default: all) from the first event while the API keeps serving."""
     chosen = list(names) or list(PROJECTIONS)
     unknown = sorted(set(chosen) - set(PROJECTIONS))
@@ -207,7 +220,7 @@ def projections_rebuild(names: tuple[str, ...], restart: bool, batch_size: int) 
         raise click.BadParameter(f"unknown projection {', '.join(unknown)}; known: {', '.join(PROJECTIONS)}")
     with services() as built:
         latest = built.organizations.recorder.max_notification_id() or 0
-        rebuild = Rebuild(built.organizations, built.read_db, chosen, batch_size)
+        rebuild = Rebuild(built.organizations, built.read_db, chosen, batch_size, retired_grace_s=grace)
         start = 0 if restart else rebuild.start_position()
         with tqdm(
             total=latest, initial=start, unit="ev", desc="rebuild " + ",".join(sorted(chosen)), file=sys.stderr

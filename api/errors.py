@@ -116,7 +116,10 @@ def _http_error(error: HTTPException) -> ResponseReturnValue:
         )
     if status == 413:
         return problem(413, "payload_too_large", "The request body is larger than 64 KiB.")
-    return problem(status, HTTP_CODES.get(status, "http_error"), error.description or _title(status))
+    headers = {
+        name: value for name, value in error.get_headers() if name.lower() != "content-type"
+    }  # e.g. Allow on 405
+    return problem(status, HTTP_CODES.get(status, "http_error"), error.description or _title(status), headers)
 
 
 def _unexpected(error: Exception) -> ResponseReturnValue:

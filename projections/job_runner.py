@@ -29,13 +29,16 @@ class JobRunner:
         organizations.save_listeners.append(lambda position: self._wake.set())
 
     def run_once(self) -> int:
-        """One batch of each unfinished job; returns how many jobs moved."""
+        """One batch of each unfinished job; returns how many jobs moved.
+
+        The read model may still list a job that has just finished: that counts as no work.
+        """
         moved = 0
         for job_id in self.unfinished():
             if self._stop.is_set():
                 break
-            self.organizations.process_job_batch(job_id, self.batch_size)
-            moved += 1
+            before = self.organizations.repository.get(job_id).version
+            moved += self.organizations.process_job_batch(job_id, self.batch_size).version != before
         return moved
 
     def run_until_idle(self) -> None:

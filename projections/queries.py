@@ -152,6 +152,11 @@ _LINK_SELECT = (
 INVITATION_STATUSES = ("pending", "accepted", "expired", "cancelled", "all")
 
 
+def like_literal(text: str) -> str:
+    """`text` matched literally inside a LIKE pattern (with ESCAPE '!')."""
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+
+
 def encode_cursor(*values: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
 
@@ -235,8 +240,8 @@ def list_members(
         where.append("m.role_id = %s")
         params.append(role_id)
     if search:
-        where.append("(LOWER(m.email) LIKE %s OR LOWER(m.name) LIKE %s)")
-        pattern = "%" + search.lower().replace("\\", "").replace("%", "").replace("_", "") + "%"
+        where.append("(LOWER(m.email) LIKE %s ESCAPE '!' OR LOWER(m.name) LIKE %s ESCAPE '!')")
+        pattern = "%" + like_literal(search.lower()) + "%"
         params.extend([pattern, pattern])
     filters = " AND ".join(where)
     page_where, page_params = filters, list(params)

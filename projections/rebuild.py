@@ -11,6 +11,7 @@ again (or starts over with `restart=True`).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from projections.sql import Cursor, ReadDatabase
 
 log = logging.getLogger(__name__)
 REBUILD_BATCH = 5000
+RETIRED_GRACE_S = 5.0  # readers that resolved the old generation just before the switch finish within this
 
 
 @dataclass
@@ -45,6 +47,7 @@ class Rebuild:
         names: Sequence[str],
         batch_size: int = REBUILD_BATCH,
         on_progress: Callable[[int], None] | None = None,  # called with how many positions were passed
+        retired_grace_s: float = RETIRED_GRACE_S,
     ) -> None:
         unknown = sorted(set(names) - set(PROJECTIONS))
         if unknown:
@@ -54,6 +57,7 @@ class Rebuild:
         self.names = sorted(names)
         self.batch_size = batch_size
         self.on_progress = on_progress or (lambda count: None)
+        self.retired_grace_s = retired_grace_s
 
     def run(self, restart: bool = False) -> dict[str, int]:
         """Build, catch up and switch; returns the new active generation of each projection."""
@@ -73,6 +77,7 @@ class Rebuild:
 
     # -- steps -------------------------------------------------------------
     def _prepare(self, name: str, restart: bool) -> Build:
+        self._drop_retired(name)  # left over by a rebuild stopped during its grace period
         with self.db.transaction() as cursor:
             building = tracking.lock_generation(self.db, cursor, name, tracking.BUILDING)
             if building is not None and restart:
@@ -112,12 +117,19 @@ class Rebuild:
                 self.on_progress(notifications[-1].id - build.position)
                 self._apply(cursor, build, batch, tracking.BUILDING)
             if active is not None:
-                tracking.delete_generation(self.db, cursor, build.name, active.generation)
+                tracking.set_state(self.db, cursor, build.name, active.generation, tracking.RETIRED)
             tracking.set_state(self.db, cursor, build.name, build.projection.generation, tracking.ACTIVE)
-        if active is not None:
-            with self.db.transaction() as cursor:
-                PROJECTIONS[build.name](active.generation).drop_tables(cursor)
         log.info("projection %r now reads generation %s", build.name, build.projection.generation)
+        if active is not None:
+            time.sleep(self.retired_grace_s)
+            self._drop_retired(build.name)
+
+    def _drop_retired(self, name: str) -> None:
+        with self.db.transaction() as cursor:
+            for generation in tracking.all_generations(self.db, cursor):
+                if generation.name == name and generation.state == tracking.RETIRED:
+                    PROJECTIONS[name](generation.generation).drop_tables(cursor)
+                    tracking.delete_generation(self.db, cursor, name, generation.generation)
 
     def _apply(self, cursor: Cursor, build: Build, batch: Sequence[tuple[int, Any]], state: str) -> None:
         generation = tracking.lock_generation(self.db, cursor, build.name, state)

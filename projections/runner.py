@@ -30,6 +30,7 @@ from projections.sql import Cursor, ReadDatabase
 
 log = logging.getLogger(__name__)
 Batch = list[tuple[int, Any]]
+LISTEN_TIMEOUT_S = 0.1  # also how long stop() may wait for the listener
 
 
 class ProjectionFailedError(Exception):
@@ -119,7 +120,7 @@ class ProjectionRunner:
         if listener is None:
             self._wake.wait(self.poll_interval)
         else:
-            for _ in listener.notifies(timeout=self.poll_interval * 25, stop_after=1):
+            for _ in listener.notifies(timeout=LISTEN_TIMEOUT_S, stop_after=1):
                 pass
         self._wake.clear()
 

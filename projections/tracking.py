@@ -2,8 +2,9 @@
 
 One row per (projection, generation). Exactly one generation per projection is
 `active` (what readers read and the runner keeps current); a rebuild adds a
-`building` one and swaps the two states in one transaction when it has caught
-up. Positions are written in the same transaction as the rows they cover.
+`building` one, makes it active and the old one `retired` in one transaction
+when it has caught up, and drops the retired tables after a grace period.
+Positions are written in the same transaction as the rows they cover.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import UTC, datetime
 from projections.sql import Cursor, ReadDatabase
 
 TABLE = "projection_generations"
-ACTIVE, BUILDING = "active", "building"
+ACTIVE, BUILDING, RETIRED = "active", "building", "retired"
 
 
 @dataclass(frozen=True)
@@ -51,9 +52,9 @@ def all_generations(db: ReadDatabase, cursor: Cursor) -> list[Generation]:
 
 
 def active_generations(db: ReadDatabase, cursor: Cursor) -> dict[str, int]:
-    """name -> active generation; on PostgreSQL share-locked so no switch drops them mid-read."""
-    lock = "" if db.is_sqlite else " FOR SHARE"
-    cursor.execute(db.sql(f"SELECT name, generation FROM {TABLE} WHERE state = %s{lock}"), (ACTIVE,))
+    """name -> active generation. Unlocked: a rebuild keeps retired tables for a grace period,
+    so a reader that just saw the old generation can still finish with it."""
+    cursor.execute(db.sql(f"SELECT name, generation FROM {TABLE} WHERE state = %s"), (ACTIVE,))
     return {name: generation for name, generation in cursor.fetchall()}
 
 

@@ -128,7 +128,7 @@ def test_projection_status_shows_positions_and_lag(store: str, timeline: tuple, 
 
 
 def test_projection_rebuild_command_rebuilds_and_reports(store: str, timeline: tuple) -> None:
-    code, out, err = cli(store, "projections", "rebuild", "roles")
+    code, out, err = cli(store, "projections", "rebuild", "roles", "--grace", "0")
     assert code == 0 and "rebuilt: roles (generation 2)" in out
     code, _, err = cli(store, "projections", "rebuild", "nope")
     assert code == 2 and "unknown projection nope" in err

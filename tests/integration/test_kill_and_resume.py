@@ -92,7 +92,7 @@ def test_a_killed_rebuild_resumes_and_equals_the_live_tables(services: Services,
     assert generation(services, "audit", "active").generation == 1  # type: ignore[union-attr]
 
     rerun = subprocess.run(
-        [MEMBERSHIP, "projections", "rebuild", "audit", "members"],
+        [MEMBERSHIP, "projections", "rebuild", "audit", "members", "--grace", "0"],
         env={**os.environ, "MEMBERSHIP_DATABASE_URL": store, "MEMBERSHIP_SECRET_KEY": TEST_SECRET_KEY},
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
@@ -100,4 +100,6 @@ def test_a_killed_rebuild_resumes_and_equals_the_live_tables(services: Services,
     assert rerun.returncode == 0, rerun.stderr
     assert "rebuilt: audit (generation 2), members (generation 2)" in rerun.stdout
     assert {name: generation_rows(services, name, 2) for name in ("audit", "members")} == live
-    assert Rebuild(services.organizations, services.read_db, ["audit"]).start_position() == 0  # nothing left building
+    assert (
+        Rebuild(services.organizations, services.read_db, ["audit"], retired_grace_s=0).start_position() == 0
+    )  # nothing left building

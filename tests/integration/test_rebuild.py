@@ -4,6 +4,8 @@ while readers keep reading the current tables until the switch."""
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 from uuid import UUID, uuid4
 
 import pytest
@@ -50,7 +52,7 @@ def test_a_rebuild_produces_exactly_the_live_tables(services: Services) -> None:
     services.runner.catch_up()
     live = snapshot_of_tables(services)
 
-    generations = Rebuild(services.organizations, services.read_db, ALL, batch_size=7).run()
+    generations = Rebuild(services.organizations, services.read_db, ALL, batch_size=7, retired_grace_s=0).run()
 
     assert generations == {name: 2 for name in ALL}
     assert snapshot_of_tables(services) == live
@@ -62,7 +64,7 @@ def test_readers_use_the_old_tables_until_the_switch(services: Services) -> None
     count = "SELECT COUNT(*) FROM {audit_log}"
     before = table_rows(services, count)
     seen_during: list[object] = []
-    rebuild = Rebuild(services.organizations, services.read_db, ["audit"], batch_size=5)
+    rebuild = Rebuild(services.organizations, services.read_db, ["audit"], batch_size=5, retired_grace_s=0)
     rebuild.on_progress = lambda _: seen_during.append(table_rows(services, count))
     rebuild.run()
     assert seen_during and all(rows == before for rows in seen_during)
@@ -75,7 +77,7 @@ def test_the_live_runner_follows_the_switch_while_commands_continue(services: Se
     busy_team(services)
     app, owner = services.organizations, new_actor("owner")
     org = app.create_organization(owner, "During").organization_id
-    rebuild = Rebuild(services.organizations, services.read_db, ["invitations"], batch_size=5)
+    rebuild = Rebuild(services.organizations, services.read_db, ["invitations"], batch_size=5, retired_grace_s=0)
     emails = [f"during-{n}@example.com" for n in range(8)]
 
     def invite_someone(_: int) -> None:  # commands keep arriving while the rebuild runs
@@ -100,12 +102,14 @@ def test_an_interrupted_rebuild_resumes_where_it_stopped(services: Services) -> 
     def interrupt(_: int) -> None:
         raise KeyboardInterrupt
 
-    interrupted = Rebuild(services.organizations, services.read_db, ["members", "audit"], batch_size=10)
+    interrupted = Rebuild(
+        services.organizations, services.read_db, ["members", "audit"], batch_size=10, retired_grace_s=0
+    )
     interrupted.on_progress = interrupt
     with pytest.raises(KeyboardInterrupt):
         interrupted.run()
     assert active_generations(services) == {name: 1 for name in ALL}  # readers never saw the half-built ones
-    resumed = Rebuild(services.organizations, services.read_db, ["members", "audit"], batch_size=10)
+    resumed = Rebuild(services.organizations, services.read_db, ["members", "audit"], batch_size=10, retired_grace_s=0)
     assert resumed.start_position() == 10 or resumed.start_position() > 0
 
     assert resumed.run() == {"audit": 2, "members": 2}
@@ -116,11 +120,11 @@ def test_restart_discards_an_interrupted_rebuild(services: Services) -> None:
     busy_team(services)
     services.runner.catch_up()
     live = snapshot_of_tables(services)
-    interrupted = Rebuild(services.organizations, services.read_db, ["roles"], batch_size=3)
+    interrupted = Rebuild(services.organizations, services.read_db, ["roles"], batch_size=3, retired_grace_s=0)
     interrupted.on_progress = lambda _: (_ for _ in ()).throw(KeyboardInterrupt)
     with pytest.raises(KeyboardInterrupt):
         interrupted.run()
-    assert Rebuild(services.organizations, services.read_db, ["roles"]).run(restart=True) == {
+    assert Rebuild(services.organizations, services.read_db, ["roles"], retired_grace_s=0).run(restart=True) == {
         "roles": 2
     }  # the discarded generation is dropped, its number reused
     assert snapshot_of_tables(services) == live
@@ -221,6 +225,31 @@ def test_rebuild_equals_incremental_for_any_history(services: Services, operatio
     services.runner.catch_up()
     live = snapshot_of_tables(services)
 
-    Rebuild(services.organizations, services.read_db, ALL, batch_size=4).run()
+    Rebuild(services.organizations, services.read_db, ALL, batch_size=4, retired_grace_s=0).run()
 
     assert snapshot_of_tables(services) == live
+
+
+def test_retired_tables_stay_readable_for_a_grace_period_then_go(services: Services) -> None:
+    busy_team(services)
+    services.runner.catch_up()
+    rebuild = Rebuild(services.organizations, services.read_db, ["roles"], retired_grace_s=0.5)
+    thread = threading.Thread(target=rebuild.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while "retired" not in {g.state for g in generations_of(services, "roles")}:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        old = generation_rows(services, "roles", 1)  # a reader still on generation 1 can finish
+        assert old["roles"] and active_generations(services)["roles"] == 2
+    finally:
+        thread.join()
+    assert [g.state for g in generations_of(services, "roles")] == ["active"]
+    with pytest.raises(Exception):  # noqa: B017 (the table is gone)
+        generation_rows(services, "roles", 1)
+
+
+def generations_of(services: Services, name: str) -> list[tracking.Generation]:
+    with services.read_db.snapshot() as cursor:
+        return [g for g in tracking.all_generations(services.read_db, cursor) if g.name == name]
