@@ -109,9 +109,13 @@ class ApiClient:
     def join(self, org: str, inviter: User, role: str = "Viewer", label: str = "member") -> User:
         """A new member with `role`, invited by `inviter` and accepted, through the API."""
         user = self.user(label)
-        invited = self.post("/api/members/invite", inviter, org, json={"email": user.email, "roleId": self.role_id(org, role, inviter)})
+        invited = self.post(
+            "/api/members/invite", inviter, org, json={"email": user.email, "roleId": self.role_id(org, role, inviter)}
+        )
         assert invited.status_code == 201, invited.json
-        accepted = self.post("/api/auth/accept-invite", user, json={"token": self.invitation_token(org, invited.json["id"])})
+        accepted = self.post(
+            "/api/auth/accept-invite", user, json={"token": self.invitation_token(org, invited.json["id"])}
+        )
         assert accepted.status_code == 200, accepted.json
         return user
 

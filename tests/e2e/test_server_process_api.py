@@ -59,11 +59,13 @@ class Server:
             self.process.wait(timeout=30)
 
     def access_records(self) -> list[dict[str, Any]]:
-        """The JSON records of the `api.access` log lines written to stderr."""
+        """The access-log records: stderr lines that are each one JSON object."""
         records = []
         for line in self.stderr.read_text().splitlines():
-            if "api.access" in line and "{" in line:
-                records.append(json.loads(line[line.index("{") :]))
+            if line.startswith("{"):
+                record = json.loads(line)
+                if "request_id" in record:
+                    records.append(record)
         return records
 
 
