@@ -11,6 +11,7 @@ from projections.job_runner import JobRunner
 from projections.mail.mailer import Mailer
 from projections.mail.transport import transport_for
 from projections.runner import ProjectionRunner
+from projections.snapshots import SnapshotTaker
 from projections.sql import ReadDatabase
 
 
@@ -24,6 +25,7 @@ class Services:
     runner: ProjectionRunner | None = None
     mailer: Mailer | None = None
     jobs: JobRunner | None = None
+    snapshots: SnapshotTaker | None = None
 
     def start_projections(self) -> ProjectionRunner:
         """Run the read models, the invitation mailer and bulk jobs in background threads of this process."""
@@ -33,13 +35,17 @@ class Services:
         return self.runner
 
     def start_background_work(self, job_batch_size: int = 500) -> None:
-        """The mailer and the bulk-job runner (the worker process runs the projections itself)."""
+        """The mailer, bulk jobs and snapshots (the worker process runs the projections itself)."""
         self.mailer = build_mailer(self)
         self.mailer.start()
         self.jobs = JobRunner(self.organizations, self.read_db, batch_size=job_batch_size)
         self.jobs.start()
+        self.snapshots = SnapshotTaker(self.organizations, self.read_db, self.settings.snapshot_interval)
+        self.snapshots.start()
 
     def close(self) -> None:
+        if self.snapshots is not None:
+            self.snapshots.stop()
         if self.jobs is not None:
             self.jobs.stop()
         if self.mailer is not None:

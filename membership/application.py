@@ -78,12 +78,16 @@ class Organizations(Application[UUID]):
         clock: Callable[[], datetime] = utc_now,
         snapshot_interval: int | None = None,
         max_pending_invitations: int = 1000,
+        snapshot_in_commands: bool = True,
     ) -> None:
         super().__init__(env)
         self.signer = TokenSigner(secret_key or new_nonce().encode())
         self.clock = clock
         self.max_pending_invitations = max_pending_invitations
         self.snapshot_interval = snapshot_interval or self.snapshotting_intervals[Organization]
+        # The service turns this off and lets the worker snapshot (projections.snapshots): a
+        # snapshot of a huge organization would stall the command that happens to cross the interval.
+        self.snapshot_in_commands = snapshot_in_commands
         self._locks = [threading.RLock() for _ in range(LOCK_STRIPES)]  # re-entrant: reading() may nest
         self.conflicts_retried = 0  # commands re-run after another process wrote first
         self.save_listeners: list[Callable[[int], None]] = []  # e.g. wakes an in-process projection runner
@@ -92,6 +96,7 @@ class Organizations(Application[UUID]):
     def from_settings(cls, settings: Settings, **overrides: Any) -> Organizations:
         """The application on the configured database (see `membership.settings`)."""
         options: dict[str, Any] = {
+            "snapshot_in_commands": False,  # the worker takes them (projections.snapshots)
             "secret_key": settings.secret_key,
             "snapshot_interval": settings.snapshot_interval,
             "max_pending_invitations": settings.max_pending_invitations,
@@ -468,9 +473,11 @@ class Organizations(Application[UUID]):
         A snapshot is only an optimisation: failing to take one must never fail
         a command whose events are already committed.
         """
-        if self.snapshots is None:
+        if self.snapshots is None or not self.snapshot_in_commands:
             return
         for org in processing_event.aggregates.values():
+            if not isinstance(org, Organization):
+                continue
             new_versions = range(org.version - len(_events_of(processing_event, org.id)) + 1, org.version + 1)
             if any(version % self.snapshot_interval == 0 for version in new_versions):
                 try:

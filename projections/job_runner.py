@@ -37,7 +37,7 @@ class JobRunner:
         for job_id in self.unfinished():
             if self._stop.is_set():
                 break
-            before = self.organizations.repository.get(job_id).version
+            before: int = self.organizations.repository.get(job_id).version
             moved += self.organizations.process_job_batch(job_id, self.batch_size).version != before
         return moved
 

@@ -568,7 +568,7 @@ def test_stored_events_replay_to_the_current_state(world: World) -> None:
 def test_state_loaded_from_snapshots_equals_the_replayed_state(
     make_organizations: Callable[..., Organizations],
 ) -> None:
-    writer = make_organizations(snapshot_interval=3)
+    writer = make_organizations(snapshot_interval=3, snapshot_in_commands=True)
     owner = person("owner")
     org_id = writer.create_organization(owner, "Acme").organization_id
     for _ in range(4):

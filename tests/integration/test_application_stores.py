@@ -61,7 +61,7 @@ def test_a_command_that_changes_nothing_stores_nothing(organizations: Organizati
 
 
 def test_loading_from_a_snapshot_equals_replaying_every_event(make_organizations: Callable[..., Organizations]) -> None:
-    app = make_organizations(snapshot_interval=4)
+    app = make_organizations(snapshot_interval=4, snapshot_in_commands=True)
     owner = new_actor("owner")
     org_id = app.create_organization(owner, "Acme").organization_id
     for _ in range(6):

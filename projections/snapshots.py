@@ -1,0 +1,90 @@
+"""Takes organization snapshots in the worker, off the request path.
+
+A snapshot of a 100,000-member organization costs seconds to encode and
+store; taken inside a command it would stall that command and, through the
+interpreter lock, every other request of the process. Here it runs beside the
+projections: whenever an organization reaches a multiple of the interval,
+its state at that version is loaded (latest snapshot + the events after it)
+and stored. Several workers may race: the store keeps one snapshot per version.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from eventsourcing.persistence import IntegrityError
+
+from membership import Organizations
+from membership.application import project_organization
+from projections.sql import ReadDatabase
+
+log = logging.getLogger(__name__)
+ORGANIZATION_TOPIC_PREFIX = "membership:Organization."
+
+
+class SnapshotTaker:
+    def __init__(
+        self, organizations: Organizations, db: ReadDatabase, interval: int, poll_interval_s: float = 0.5
+    ) -> None:
+        self.organizations, self.db, self.interval = organizations, db, interval
+        self.poll_interval_s = poll_interval_s
+        self._stop, self._wake = threading.Event(), threading.Event()
+        self._thread: threading.Thread | None = None
+        organizations.save_listeners.append(lambda position: self._wake.set())
+        with db.transaction() as cursor:
+            cursor.execute(
+                f"CREATE TABLE IF NOT EXISTS snapshot_position (id INTEGER PRIMARY KEY, position {db.type('bigint')} NOT NULL)"
+            )
+            cursor.execute(db.sql("INSERT INTO snapshot_position VALUES (1, 0) ON CONFLICT (id) DO NOTHING"))
+
+    def run_once(self) -> int:
+        """Snapshot every organization that crossed the interval since last time; returns how many."""
+        with self.db.snapshot() as cursor:
+            cursor.execute("SELECT position FROM snapshot_position WHERE id = 1")
+            start = int(cursor.fetchone()[0])
+        notifications = self.organizations.recorder.select_notifications(start=start + 1, limit=1000)
+        if not notifications:
+            return 0
+        due = {
+            (n.originator_id, n.originator_version)
+            for n in notifications
+            if n.topic.startswith(ORGANIZATION_TOPIC_PREFIX) and n.originator_version % self.interval == 0
+        }
+        for organization_id, version in sorted(due, key=lambda item: item[1]):
+            self._take(organization_id, version)
+        with self.db.transaction() as cursor:
+            cursor.execute(
+                self.db.sql("UPDATE snapshot_position SET position = %s WHERE id = 1 AND position < %s"),
+                (notifications[-1].id, notifications[-1].id),
+            )
+        return len(due)
+
+    def _take(self, organization_id: object, version: int) -> None:
+        try:
+            self.organizations.take_snapshot(organization_id, version=version, projector_func=project_organization)  # type: ignore[arg-type]
+        except IntegrityError:
+            pass  # another worker stored this one already
+        else:
+            log.info("snapshot of organization %s at version %s", organization_id, version)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run_forever, name="snapshots", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+
+    def run_forever(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self.run_once()
+            except Exception:
+                log.exception("snapshots: a step failed; retrying shortly")
+                busy = 0
+            if not busy:
+                self._wake.wait(self.poll_interval_s)
+                self._wake.clear()
