@@ -1,0 +1,1 @@
+"""The `ocore` command-line client for team management (talks to the REST API)."""
