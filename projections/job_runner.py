@@ -7,26 +7,20 @@ work at once; optimistic concurrency keeps each batch applied once.
 
 from __future__ import annotations
 
-import logging
-import threading
 from uuid import UUID
 
 from membership import Organizations
+from projections.background import BackgroundLoop
 from projections.queries import read
 from projections.sql import ReadDatabase
 
-log = logging.getLogger(__name__)
 
+class JobRunner(BackgroundLoop):
+    name = "jobs"
 
-class JobRunner:
-    def __init__(
-        self, organizations: Organizations, db: ReadDatabase, batch_size: int = 500, poll_interval_s: float = 0.25
-    ) -> None:
-        self.organizations, self.db = organizations, db
-        self.batch_size, self.poll_interval_s = batch_size, poll_interval_s
-        self._wake, self._stop = threading.Event(), threading.Event()
-        self._thread: threading.Thread | None = None
-        organizations.save_listeners.append(lambda position: self._wake.set())
+    def __init__(self, organizations: Organizations, db: ReadDatabase, batch_size: int = 500) -> None:
+        super().__init__(organizations)
+        self.organizations, self.db, self.batch_size = organizations, db, batch_size
 
     def run_once(self) -> int:
         """One batch of each unfinished job; returns how many jobs moved.
@@ -49,24 +43,3 @@ class JobRunner:
         with read(self.db) as tables:
             rows = tables.fetch("SELECT job_id FROM {jobs} WHERE status IN ('queued', 'running') ORDER BY created_at")
         return [UUID(row[0]) for row in rows]
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self.run_forever, name="jobs", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=60)
-
-    def run_forever(self) -> None:
-        while not self._stop.is_set():
-            try:
-                busy = self.run_once()
-            except Exception:
-                log.exception("jobs: a batch failed; retrying shortly")
-                busy = 0
-            if not busy:
-                self._wake.wait(self.poll_interval_s)
-                self._wake.clear()

@@ -16,7 +16,6 @@ logged; the other projections keep going.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -24,6 +23,7 @@ from eventsourcing.persistence import Notification
 
 from membership import Organizations
 from projections import tracking
+from projections.background import BackgroundLoop
 from projections.base import Projection
 from projections.catalog import PROJECTIONS
 from projections.sql import Cursor, ReadDatabase
@@ -37,8 +37,10 @@ class ProjectionFailedError(Exception):
     """A projection could not apply an event; it stays stopped until restarted."""
 
 
-class ProjectionRunner:
+class ProjectionRunner(BackgroundLoop):
     """Applies new events to the active generations of the named projections."""
+
+    name = "projection-runner"
 
     def __init__(
         self,
@@ -48,17 +50,15 @@ class ProjectionRunner:
         batch_size: int = 500,
         poll_interval: float = 0.02,
     ) -> None:
+        super().__init__(organizations)
         self.organizations = organizations
         self.db = db
         self.names = sorted(names or PROJECTIONS)  # a fixed lock order: no deadlocks between runners
         self.batch_size = batch_size
-        self.poll_interval = poll_interval
+        self.poll_interval_s = poll_interval
         self.failed: dict[str, str] = {}
         self._instances: dict[tuple[str, int], Projection] = {}
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        organizations.save_listeners.append(lambda position: self._wake.set())
+        self._listener: Any = None
 
     # -- one step ----------------------------------------------------------
     def run_once(self) -> int:
@@ -89,39 +89,21 @@ class ProjectionRunner:
         return total
 
     # -- running in the background -----------------------------------------
-    def start(self) -> None:
-        """Run in a daemon thread (the embedded SQLite set-up, or `serve --with-worker`)."""
-        self._thread = threading.Thread(target=self.run_forever, name="projection-runner", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
     def run_forever(self) -> None:
         """Until stop(): apply batches, then sleep until woken by a save, a NOTIFY or the poll interval."""
-        listener = None if self.db.is_sqlite else self.db.listen_connection(self._channel())
+        self._listener = None if self.db.is_sqlite else self.db.listen_connection(self._channel())
         try:
-            while not self._stop.is_set():
-                try:
-                    if self.run_once():
-                        continue
-                except Exception:
-                    log.exception("projection runner: could not read the event log; retrying")
-                    self._stop.wait(1.0)
-                self._sleep(listener)
+            super().run_forever()
         finally:
-            if listener is not None:
-                listener.close()
+            if self._listener is not None:
+                self._listener.close()
 
-    def _sleep(self, listener: Any) -> None:
-        if listener is None:
-            self._wake.wait(self.poll_interval)
-        else:
-            for _ in listener.notifies(timeout=LISTEN_TIMEOUT_S, stop_after=1):
-                pass
+    def idle(self) -> None:
+        if self._listener is None:
+            super().idle()
+            return
+        for _ in self._listener.notifies(timeout=LISTEN_TIMEOUT_S, stop_after=1):
+            pass
         self._wake.clear()
 
     def _channel(self) -> str:

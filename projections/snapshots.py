@@ -11,27 +11,25 @@ and stored. Several workers may race: the store keeps one snapshot per version.
 from __future__ import annotations
 
 import logging
-import threading
 
 from eventsourcing.persistence import IntegrityError
 
 from membership import Organizations
 from membership.application import project_organization
+from projections.background import BackgroundLoop
 from projections.sql import ReadDatabase
 
 log = logging.getLogger(__name__)
 ORGANIZATION_TOPIC_PREFIX = "membership:Organization."
 
 
-class SnapshotTaker:
-    def __init__(
-        self, organizations: Organizations, db: ReadDatabase, interval: int, poll_interval_s: float = 0.5
-    ) -> None:
+class SnapshotTaker(BackgroundLoop):
+    name = "snapshots"
+    poll_interval_s = 0.5
+
+    def __init__(self, organizations: Organizations, db: ReadDatabase, interval: int) -> None:
+        super().__init__(organizations)
         self.organizations, self.db, self.interval = organizations, db, interval
-        self.poll_interval_s = poll_interval_s
-        self._stop, self._wake = threading.Event(), threading.Event()
-        self._thread: threading.Thread | None = None
-        organizations.save_listeners.append(lambda position: self._wake.set())
         with db.transaction() as cursor:
             cursor.execute(
                 f"CREATE TABLE IF NOT EXISTS snapshot_position (id INTEGER PRIMARY KEY, position {db.type('bigint')} NOT NULL)"
@@ -67,24 +65,3 @@ class SnapshotTaker:
             pass  # another worker stored this one already
         else:
             log.info("snapshot of organization %s at version %s", organization_id, version)
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self.run_forever, name="snapshots", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=60)
-
-    def run_forever(self) -> None:
-        while not self._stop.is_set():
-            try:
-                busy = self.run_once()
-            except Exception:
-                log.exception("snapshots: a step failed; retrying shortly")
-                busy = 0
-            if not busy:
-                self._wake.wait(self.poll_interval_s)
-                self._wake.clear()

@@ -16,7 +16,6 @@ is final. One slow or failing delivery never holds up the others.
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -25,6 +24,7 @@ from eventsourcing.utils import get_topic
 
 from membership import Organization, Organizations
 from membership.tokens import INVITATION
+from projections.background import BackgroundLoop
 from projections.mail import outbox
 from projections.mail.compose import Invitation, compose, message_id
 from projections.mail.transport import PermanentError, TransientError, Transport
@@ -34,7 +34,9 @@ log = logging.getLogger(__name__)
 TOPICS = [get_topic(Organization.MemberInvited), get_topic(Organization.InvitationResent)]
 
 
-class Mailer:
+class Mailer(BackgroundLoop):
+    name = "mailer"
+
     def __init__(
         self,
         organizations: Organizations,
@@ -48,14 +50,13 @@ class Mailer:
         batch_size: int = 50,
         poll_interval_s: float = 0.25,
     ) -> None:
+        super().__init__(organizations)
+        self.poll_interval_s = poll_interval_s
         self.organizations, self.db, self.transport = organizations, db, transport
         self.sender, self.public_url = sender, public_url
         self.retry_base_s, self.retry_max_s = retry_base_s, retry_max_s
         self.lease = timedelta(seconds=lease_s)
-        self.batch_size, self.poll_interval_s = batch_size, poll_interval_s
-        self._wake, self._stop = threading.Event(), threading.Event()
-        self._thread: threading.Thread | None = None
-        organizations.save_listeners.append(lambda position: self._wake.set())
+        self.batch_size = batch_size
         with db.transaction() as cursor:
             outbox.create_tables(db, cursor)
 
@@ -93,28 +94,6 @@ class Mailer:
             )
             outbox.mark_recorded(self.db, delivery.delivery_id)
         return len(done)
-
-    # -- running -----------------------------------------------------------------------------------------------
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self.run_forever, name="mailer", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
-    def run_forever(self) -> None:
-        while not self._stop.is_set():
-            try:
-                busy = self.run_once()
-            except Exception:
-                log.exception("mailer: step failed; retrying shortly")
-                busy = 0
-            if not busy:
-                self._wake.wait(self.poll_interval_s)
-                self._wake.clear()
 
     def now(self) -> datetime:
         return self.organizations.clock()
