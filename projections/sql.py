@@ -34,7 +34,7 @@ class Cursor(Protocol):
 class ReadDatabase:
     """Connections to the read-model tables (they live beside the event store)."""
 
-    def __init__(self, database: Database, pool_size: int = 4) -> None:
+    def __init__(self, database: Database, pool_size: int = 8) -> None:
         self.database = database
         self.is_sqlite = database.backend == "sqlite"
         self._local = threading.local()
