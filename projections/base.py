@@ -53,6 +53,15 @@ class Projection:
     def __init__(self, generation: int) -> None:
         self.generation = generation
         self.table_names = {logical: f"{logical}_g{generation}" for logical in self.tables}
+        self._handlers: dict[type, Any] = {}
+
+    def handle(self, event: Any, w: Writer) -> None:
+        """`apply`, with the handler for each event class looked up once (rebuilds call this a lot)."""
+        handler = self._handlers.get(type(event))
+        if handler is None:
+            descriptor = next(vars(cls)["apply"] for cls in type(self).__mro__ if "apply" in vars(cls))
+            handler = self._handlers[type(event)] = descriptor.dispatcher.dispatch(type(event))
+        handler(self, event, w)
 
     def create_tables(self, db: ReadDatabase, cursor: Cursor) -> None:
         for logical, columns in self.tables.items():

@@ -101,7 +101,7 @@ class Rebuild:
             return False
         batch = [(n.id, self.organizations.mapper.to_domain_event(n)) for n in notifications]
         for build in builds:
-            with self.db.transaction() as cursor:
+            with self.db.transaction(pipeline=True) as cursor:
                 self._apply(cursor, build, batch, tracking.BUILDING)
         self.on_progress(notifications[-1].id - start)
         return True
@@ -138,7 +138,7 @@ class Rebuild:
         for position, event in batch:
             if position > generation.position:
                 writer.position = position
-                build.projection.apply(event, writer)
+                build.projection.handle(event, writer)
         last = batch[-1][0]
         if last > generation.position:
             tracking.set_position(self.db, cursor, build.name, build.projection.generation, last)

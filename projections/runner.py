@@ -119,7 +119,7 @@ class ProjectionRunner(BackgroundLoop):
         for position, event in batch:
             if position > active.position:
                 writer.position = position
-                projection.apply(event, writer)
+                projection.handle(event, writer)
         tracking.set_position(self.db, cursor, name, active.generation, last)
         if active.error:
             tracking.clear_error(self.db, cursor, name, active.generation)

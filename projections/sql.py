@@ -74,11 +74,13 @@ class ReadDatabase:
 
     # -- connections -------------------------------------------------------
     @contextmanager
-    def transaction(self) -> Iterator[Cursor]:
+    def transaction(self, pipeline: bool = False) -> Iterator[Cursor]:
         """One transaction: committed if the block ends normally, else rolled back.
 
         On SQLite the write lock is taken up front (BEGIN IMMEDIATE), so two
-        writers never deadlock on a lock upgrade.
+        writers never deadlock on a lock upgrade. On PostgreSQL `pipeline` sends
+        statements without waiting for each answer (for rebuilds: thousands of
+        small statements per transaction).
         """
         if self.is_sqlite:
             connection = self._sqlite_connection()
@@ -92,7 +94,11 @@ class ReadDatabase:
         else:
             assert self._pool is not None
             with self._pool.connection() as pg, pg.transaction():
-                yield pg.cursor()
+                if pipeline:
+                    with pg.pipeline():
+                        yield pg.cursor()
+                else:
+                    yield pg.cursor()
 
     @contextmanager
     def snapshot(self) -> Iterator[Cursor]:
