@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from functools import singledispatchmethod
+from functools import lru_cache, singledispatchmethod
 from typing import Any
 from uuid import UUID
 
@@ -53,6 +53,7 @@ _LABEL = (
 )
 
 
+@lru_cache(maxsize=256)
 def camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)
@@ -85,10 +86,23 @@ class AuditProjection(Projection):
     def __init__(self, generation: int) -> None:
         super().__init__(generation)
         self._labels: dict[str, str] = {}
+        # Written once per batch by flush(): far fewer round trips than a statement per event.
+        self._rows: list[tuple[Any, ...]] = []
+        self._new_labels: dict[str, tuple[str, str, str]] = {}
 
     def forget_uncommitted(self) -> None:
-        """Called when a batch rolls back: the label cache may hold its effects."""
+        """Called when a batch rolls back: the buffers and the label cache may hold its effects."""
         self._labels.clear()
+        self._rows.clear()
+        self._new_labels.clear()
+
+    def flush(self, w: Writer) -> None:
+        rows, labels = self._rows, list(self._new_labels.values())
+        self._rows, self._new_labels = [], {}
+        if rows:
+            w.run_many(_INSERT, rows)
+        if labels:
+            w.run_many(_LABEL, labels)
 
     @singledispatchmethod
     def apply(self, event: Any, w: Writer) -> None:
@@ -123,18 +137,19 @@ class AuditProjection(Projection):
         target_type, id_field, label_field = TARGETS.get(type(e), ("organization", None, None))
         target_id = str(getattr(e, id_field)) if id_field else str(e.originator_id)
         label = getattr(e, label_field) if label_field else self._label(w, target_id)
-        w.run(
-            _INSERT,
-            w.position,
-            str(e.originator_id),
-            type(e).__name__,
-            w.time(e.timestamp),
-            e.actor_id,
-            e.actor_email,
-            target_type,
-            target_id,
-            label,
-            json.dumps(self._details(e, w), sort_keys=True),
+        self._rows.append(
+            (
+                w.position,
+                str(e.originator_id),
+                type(e).__name__,
+                w.time(e.timestamp),
+                e.actor_id,
+                e.actor_email,
+                target_type,
+                target_id,
+                label,
+                json.dumps(self._details(e, w), sort_keys=True),
+            )
         )
 
     def _details(self, e: Any, w: Writer) -> dict[str, Any]:
@@ -148,10 +163,13 @@ class AuditProjection(Projection):
         return details
 
     def _remember(self, w: Writer, item_id: str, organization_id: str, label: str) -> None:
+        self._new_labels[item_id] = (item_id, organization_id, label)  # the last label of the batch wins
         self._cache(item_id, label)
-        w.run(_LABEL, item_id, organization_id, label)
 
     def _label(self, w: Writer, item_id: str) -> str:
+        pending = self._new_labels.get(item_id)
+        if pending is not None:
+            return pending[2]
         label = self._labels.get(item_id)
         if label is None:
             w.cursor.execute(w.db.sql(f"SELECT label FROM {w.tables['audit_labels']} WHERE item_id = %s"), (item_id,))

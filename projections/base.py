@@ -78,6 +78,9 @@ class Projection:
     def writer(self, db: ReadDatabase, cursor: Cursor) -> Writer:
         return Writer(db, cursor, self.table_names, 0)
 
+    def flush(self, w: Writer) -> None:
+        """Write what `apply` buffered, at the end of a batch and in its transaction (default: nothing)."""
+
     @singledispatchmethod
     def apply(self, event: Any, w: Writer) -> None:
         """Events this projection does not use change nothing (the position still advances)."""

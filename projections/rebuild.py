@@ -64,8 +64,11 @@ class Rebuild:
         builds = [self._prepare(name, restart) for name in self.names]
         while self._step(builds):
             pass
-        for build in builds:
-            self._switch(build)
+        retired = [build.name for build in builds if self._switch(build)]
+        if retired:
+            time.sleep(self.retired_grace_s)  # once, however many projections were switched
+            for name in retired:
+                self._drop_retired(name)
         return {build.name: build.projection.generation for build in builds}
 
     def start_position(self) -> int:
@@ -106,7 +109,8 @@ class Rebuild:
         self.on_progress(notifications[-1].id - start)
         return True
 
-    def _switch(self, build: Build) -> None:
+    def _switch(self, build: Build) -> bool:
+        """Make the build active; True when an older generation was retired (to drop after the grace period)."""
         with self.db.transaction() as cursor:
             active = tracking.lock_generation(self.db, cursor, build.name, tracking.ACTIVE)
             # Under the active row's lock no runner can advance: apply the last events, then swap.
@@ -120,9 +124,7 @@ class Rebuild:
                 tracking.set_state(self.db, cursor, build.name, active.generation, tracking.RETIRED)
             tracking.set_state(self.db, cursor, build.name, build.projection.generation, tracking.ACTIVE)
         log.info("projection %r now reads generation %s", build.name, build.projection.generation)
-        if active is not None:
-            time.sleep(self.retired_grace_s)
-            self._drop_retired(build.name)
+        return active is not None
 
     def _drop_retired(self, name: str) -> None:
         with self.db.transaction() as cursor:
@@ -139,6 +141,7 @@ class Rebuild:
             if position > generation.position:
                 writer.position = position
                 build.projection.handle(event, writer)
+        build.projection.flush(writer)
         last = batch[-1][0]
         if last > generation.position:
             tracking.set_position(self.db, cursor, build.name, build.projection.generation, last)

@@ -120,6 +120,7 @@ class ProjectionRunner(BackgroundLoop):
             if position > active.position:
                 writer.position = position
                 projection.handle(event, writer)
+        projection.flush(writer)
         tracking.set_position(self.db, cursor, name, active.generation, last)
         if active.error:
             tracking.clear_error(self.db, cursor, name, active.generation)
