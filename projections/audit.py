@@ -43,10 +43,10 @@ TARGETS: dict[type, tuple[str, str | None, str | None]] = {
     Organization.InvitationEmailFailed: ("invitation", "invitation_id", "email"),
 }
 
-_INSERT = (
-    "INSERT INTO {audit_log} (position, organization_id, event_type, occurred_at, actor_id, actor_email,"
-    " target_type, target_id, target_label, details) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-)
+AUDIT_COLUMNS = (
+    "position", "organization_id", "event_type", "occurred_at", "actor_id", "actor_email",
+    "target_type", "target_id", "target_label", "details",
+)  # fmt: skip
 _LABEL = (
     "INSERT INTO {audit_labels} (item_id, organization_id, label) VALUES (%s, %s, %s)"
     " ON CONFLICT (item_id) DO UPDATE SET label = excluded.label"
@@ -100,7 +100,7 @@ class AuditProjection(Projection):
         rows, labels = self._rows, list(self._new_labels.values())
         self._rows, self._new_labels = [], {}
         if rows:
-            w.run_many(_INSERT, rows)
+            w.copy("audit_log", AUDIT_COLUMNS, rows)
         if labels:
             w.run_many(_LABEL, labels)
 

@@ -31,6 +31,9 @@ class Writer:
     def run_many(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
         self.cursor.executemany(self._prepare(statement), rows)
 
+    def copy(self, logical_table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        self.db.copy_rows(self.cursor, self.tables[logical_table], columns, rows)
+
     def time(self, value: Any) -> Any:
         return self.db.to_db_time(value)
 

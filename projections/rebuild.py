@@ -104,7 +104,7 @@ class Rebuild:
             return False
         batch = [(n.id, self.organizations.mapper.to_domain_event(n)) for n in notifications]
         for build in builds:
-            with self.db.transaction(pipeline=True) as cursor:
+            with self.db.transaction() as cursor:
                 self._apply(cursor, build, batch, tracking.BUILDING)
         self.on_progress(notifications[-1].id - start)
         return True
@@ -137,11 +137,12 @@ class Rebuild:
         generation = tracking.lock_generation(self.db, cursor, build.name, state)
         assert generation is not None and generation.generation == build.projection.generation
         writer = build.projection.writer(self.db, cursor)
-        for position, event in batch:
-            if position > generation.position:
-                writer.position = position
-                build.projection.handle(event, writer)
-        build.projection.flush(writer)
+        with self.db.pipelined(cursor):
+            for position, event in batch:
+                if position > generation.position:
+                    writer.position = position
+                    build.projection.handle(event, writer)
+        build.projection.flush(writer)  # outside the pipeline: it may COPY
         last = batch[-1][0]
         if last > generation.position:
             tracking.set_position(self.db, cursor, build.name, build.projection.generation, last)

@@ -74,13 +74,11 @@ class ReadDatabase:
 
     # -- connections -------------------------------------------------------
     @contextmanager
-    def transaction(self, pipeline: bool = False) -> Iterator[Cursor]:
+    def transaction(self) -> Iterator[Cursor]:
         """One transaction: committed if the block ends normally, else rolled back.
 
         On SQLite the write lock is taken up front (BEGIN IMMEDIATE), so two
-        writers never deadlock on a lock upgrade. On PostgreSQL `pipeline` sends
-        statements without waiting for each answer (for rebuilds: thousands of
-        small statements per transaction).
+        writers never deadlock on a lock upgrade.
         """
         if self.is_sqlite:
             connection = self._sqlite_connection()
@@ -94,11 +92,7 @@ class ReadDatabase:
         else:
             assert self._pool is not None
             with self._pool.connection() as pg, pg.transaction():
-                if pipeline:
-                    with pg.pipeline():
-                        yield pg.cursor()
-                else:
-                    yield pg.cursor()
+                yield pg.cursor()
 
     @contextmanager
     def snapshot(self) -> Iterator[Cursor]:
@@ -114,6 +108,26 @@ class ReadDatabase:
             assert self._pool is not None
             with self._pool.connection() as pg, pg.transaction(force_rollback=True):
                 yield pg.cursor()
+
+    @contextmanager
+    def pipelined(self, cursor: Cursor) -> Iterator[None]:
+        """On PostgreSQL, send the block's statements without waiting for each answer
+        (rebuilds run thousands of small statements per transaction)."""
+        if self.is_sqlite:
+            yield
+            return
+        with cursor.connection.pipeline():  # type: ignore[attr-defined]
+            yield
+
+    def copy_rows(self, cursor: Cursor, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Insert many rows at once: COPY on PostgreSQL (not inside a pipeline), executemany on SQLite."""
+        if self.is_sqlite:
+            marks = ", ".join("?" for _ in columns)
+            cursor.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+            return
+        with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:  # type: ignore[attr-defined]
+            for row in rows:
+                copy.write_row(row)
 
     def listen_connection(self, channel: str) -> psycopg.Connection[Any]:
         """A dedicated autocommit connection LISTENing on `channel` (PostgreSQL only)."""
