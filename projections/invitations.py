@@ -77,9 +77,13 @@ class InvitationsProjection(Projection):
 
     @apply.register(Organization.InviteAccepted)
     def _accepted(self, e: Organization.InviteAccepted, w: Writer) -> None:
-        w.run(_CLOSE, "accepted", w.time(e.timestamp), e.actor_id, str(e.invitation_id))
         w.run(
-            "UPDATE {invitations} SET member_id = %s WHERE invitation_id = %s", str(e.member_id), str(e.invitation_id)
+            "UPDATE {invitations} SET status = 'accepted', closed_at = %s, closed_by = %s, member_id = %s"
+            " WHERE invitation_id = %s",
+            w.time(e.timestamp),
+            e.actor_id,
+            str(e.member_id),
+            str(e.invitation_id),
         )
 
     @apply.register(Organization.InvitationEmailSent)
