@@ -226,6 +226,40 @@ def get_member(db: ReadDatabase, organization_id: UUID, member_id: UUID) -> Memb
     return _member(db, rows[0]) if rows else None
 
 
+def _keyset_page(
+    db: ReadDatabase,
+    count_from: str,
+    select: str,
+    filters: str,
+    params: list[Any],
+    order: tuple[str, str, bool],
+    cursor: str | None,
+    limit: int,
+) -> tuple[int, list[Any]]:
+    """How many rows match, and the next `limit` + 1 after the cursor (a time and an id), in `order`."""
+    time_column, id_column, descending = order
+    page_where, page_params = filters, list(params)
+    if cursor:
+        at, item_id = decode_cursor(cursor, 2)
+        after = "<" if descending else ">"
+        page_where += f" AND ({time_column} {after} %s OR ({time_column} = %s AND {id_column} {after} %s))"
+        moment = db.to_db_time(datetime.fromisoformat(str(at)))
+        page_params.extend([moment, moment, item_id])
+    direction = " DESC" if descending else ""
+    with read(db) as tables:
+        total = tables.fetch(f"SELECT COUNT(*) FROM {count_from} WHERE {filters}", *params)[0][0]
+        rows = tables.fetch(
+            f"{select} WHERE {page_where} ORDER BY {time_column}{direction}, {id_column}{direction} LIMIT %s",
+            *page_params,
+            limit + 1,
+        )
+    return int(total), rows
+
+
+def _next_cursor(items: Sequence[Any], more: bool, time_attribute: str) -> str | None:
+    return encode_cursor(getattr(items[-1], time_attribute).isoformat(), items[-1].id) if more else None
+
+
 def list_members(
     db: ReadDatabase,
     organization_id: UUID,
@@ -243,21 +277,18 @@ def list_members(
         where.append("(LOWER(m.email) LIKE %s ESCAPE '!' OR LOWER(m.name) LIKE %s ESCAPE '!')")
         pattern = "%" + like_literal(search.lower()) + "%"
         params.extend([pattern, pattern])
-    filters = " AND ".join(where)
-    page_where, page_params = filters, list(params)
-    if cursor:
-        joined_at, member_id = decode_cursor(cursor, 2)
-        page_where += " AND (m.joined_at > %s OR (m.joined_at = %s AND m.member_id > %s))"
-        moment = db.to_db_time(datetime.fromisoformat(str(joined_at)))
-        page_params.extend([moment, moment, member_id])
-    with read(db) as tables:
-        total = tables.fetch(f"SELECT COUNT(*) FROM {{members}} m WHERE {filters}", *params)[0][0]
-        rows = tables.fetch(
-            f"{_MEMBER_SELECT} WHERE {page_where} ORDER BY m.joined_at, m.member_id LIMIT %s", *page_params, limit + 1
-        )
+    total, rows = _keyset_page(
+        db,
+        "{members} m",
+        _MEMBER_SELECT,
+        " AND ".join(where),
+        params,
+        ("m.joined_at", "m.member_id", False),
+        cursor,
+        limit,
+    )
     members = [_member(db, row) for row in rows[:limit]]
-    next_cursor = encode_cursor(members[-1].joined_at.isoformat(), members[-1].id) if len(rows) > limit else None
-    return Page(members, int(total), next_cursor)
+    return Page(members, total, _next_cursor(members, len(rows) > limit, "joined_at"))
 
 
 def list_invitations(
@@ -280,23 +311,12 @@ def list_invitations(
     elif status in ("accepted", "cancelled"):
         where.append("i.status = %s")
         params.append(status)
-    filters = " AND ".join(where)
-    page_where, page_params = filters, list(params)
-    if cursor:
-        created_at, invitation_id = decode_cursor(cursor, 2)
-        page_where += " AND (i.created_at < %s OR (i.created_at = %s AND i.invitation_id < %s))"
-        at = db.to_db_time(datetime.fromisoformat(str(created_at)))
-        page_params.extend([at, at, invitation_id])
-    with read(db) as tables:
-        total = tables.fetch(f"SELECT COUNT(*) FROM {{invitations}} i WHERE {filters}", *params)[0][0]
-        rows = tables.fetch(
-            f"{_INVITATION_SELECT} WHERE {page_where} ORDER BY i.created_at DESC, i.invitation_id DESC LIMIT %s",
-            *page_params,
-            limit + 1,
-        )
+    order = ("i.created_at", "i.invitation_id", True)
+    total, rows = _keyset_page(
+        db, "{invitations} i", _INVITATION_SELECT, " AND ".join(where), params, order, cursor, limit
+    )
     items = [_invitation(db, row, now) for row in rows[:limit]]
-    next_cursor = encode_cursor(items[-1].created_at.isoformat(), items[-1].id) if len(rows) > limit else None
-    return Page(items, int(total), next_cursor)
+    return Page(items, total, _next_cursor(items, len(rows) > limit, "created_at"))
 
 
 def get_invitation(
