@@ -47,7 +47,10 @@ def ensure_demo_organization(services: Services) -> UUID:
         if queries.get_organization(services.read_db, organization_id) is not None:
             return organization_id
     receipt = services.organizations.create_organization(DEMO_OWNER, "Demo Organization")
-    services.runner.catch_up() if services.runner else store.wait_for(services.read_db, receipt.position)
+    if services.runner is not None:
+        services.runner.catch_up()
+    else:
+        store.wait_for(services.read_db, receipt.position)
     Path(path).write_text(json.dumps({"organizationId": str(receipt.organization_id)}))
     return receipt.organization_id
 
