@@ -1,11 +1,11 @@
-# Sourced by scripts/serve and scripts/test: make sure .venv exists and holds the project.
+# Sourced by scripts/serve and scripts/test, which then call `ensure_venv [EXTRAS]`:
+# make sure .venv exists and holds the project (with those extras).
 # Re-installs only when setup.cfg or pyproject.toml changed since the last install.
-set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$ROOT/.venv"
-EXTRAS=${1:-}
 
 ensure_venv() {
+    local extras=${1:-}
     local python=${PYTHON:-python3}
     if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
         echo "Python 3.11 or newer is required (found: $("$python" --version 2>&1))." >&2
@@ -15,12 +15,11 @@ ensure_venv() {
         echo "Creating $VENV" >&2
         "$python" -m venv "$VENV"
     fi
-    local stamp="$VENV/.installed${EXTRAS:+-$EXTRAS}"
+    local stamp="$VENV/.installed${extras:+-$extras}"
     if [ ! -f "$stamp" ] || [ "$ROOT/setup.cfg" -nt "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
-        echo "Installing the project into $VENV${EXTRAS:+ (with [$EXTRAS])}" >&2
+        echo "Installing the project into $VENV${extras:+ (with [$extras])}" >&2
         "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
-        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT${EXTRAS:+[$EXTRAS]}" >&2
+        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT${extras:+[$extras]}" >&2
         touch "$stamp"
     fi
 }
-ensure_venv
