@@ -9,9 +9,7 @@ $XDG_CONFIG_HOME pointing at a temporary directory (never the real config).
 from __future__ import annotations
 
 import email
-import os
 import re
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,7 +25,7 @@ from click.testing import CliRunner, Result
 
 from ocore.cli import main
 from tests.conftest import TEST_SECRET_KEY
-from tests.integration.test_server_process import MEMBERSHIP, free_port, wait_until_up
+from tests.servers import serving
 
 JWT_SECRET = "cli-jwt-secret-" + "c" * 32
 
@@ -73,25 +71,15 @@ class Server:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     directory = tmp_path_factory.mktemp("ocore-server")
-    port = free_port()
     env = {
-        **os.environ,
         "MEMBERSHIP_DATABASE_URL": f"sqlite:///{directory}/m.db",
         "MEMBERSHIP_SECRET_KEY": TEST_SECRET_KEY,
         "MEMBERSHIP_JWT_SECRET": JWT_SECRET,
         "MEMBERSHIP_VAR_DIR": str(directory / "var"),
     }
-    with (directory / "server.log").open("wb") as log:
-        process = subprocess.Popen(
-            [MEMBERSHIP, "serve", "--port", str(port)], cwd=directory, env=env, stdout=log, stderr=log
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(base, process)  # type: ignore[arg-type]
+    log = directory / "server.log"
+    with serving(env, directory, stdout=log, stderr=directory / "server.err.log") as (base, _):
         yield Server(base, directory / "var" / "outbox")
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 @pytest.fixture(autouse=True)

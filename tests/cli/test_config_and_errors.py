@@ -14,7 +14,7 @@ import requests
 
 from ocore.client import problem_error
 from tests.cli.conftest import Ocore, Server, Team, User
-from tests.integration.test_server_process import free_port
+from tests.servers import free_port
 
 OCORE = str(Path(sys.executable).parent / "ocore")
 

@@ -7,7 +7,6 @@ stderr: one structured JSON record per request, with no token in it.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 import urllib.error
@@ -23,7 +22,7 @@ import pytest
 from membership import Organizations
 from tests.conftest import TEST_SECRET_KEY
 from tests.e2e.conftest import JWT_SECRET, ApiClient, User
-from tests.integration.test_server_process import MEMBERSHIP, free_port, wait_until_up
+from tests.servers import serving
 
 
 @dataclass
@@ -71,24 +70,18 @@ class Server:
 
 @pytest.fixture
 def server(store: str, tmp_path: Path) -> Iterator[Server]:
-    port = free_port()
     env = {
-        **os.environ,
         "MEMBERSHIP_DATABASE_URL": store,
         "MEMBERSHIP_SECRET_KEY": TEST_SECRET_KEY,
         "MEMBERSHIP_JWT_SECRET": JWT_SECRET,
     }
     stderr, stdout = tmp_path / "server.stderr", tmp_path / "server.stdout"
-    with stderr.open("wb") as err, stdout.open("wb") as out:
-        process = subprocess.Popen(
-            [MEMBERSHIP, "serve", "--port", str(port), "--with-worker"], cwd=tmp_path, env=env, stdout=out, stderr=err
-        )
-    running = Server(f"http://127.0.0.1:{port}", process, stderr, stdout)
-    try:
-        wait_until_up(running.base, process)  # type: ignore[arg-type]
-        yield running
-    finally:
-        running.stop()
+    with serving(env, tmp_path, "--with-worker", stdout=stdout, stderr=stderr) as (base, process):
+        running = Server(base, process, stderr, stdout)
+        try:
+            yield running
+        finally:
+            running.stop()
 
 
 def test_a_served_process_runs_the_member_lifecycle_and_logs_each_request_as_json_without_tokens(

@@ -5,11 +5,9 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
-from pathlib import Path
 from uuid import UUID, uuid4
 
 import pytest
@@ -22,6 +20,7 @@ from projections import queries
 from projections.job_runner import JobRunner
 from tests.conftest import TEST_SECRET_KEY
 from tests.helpers import join, member_id, new_actor, role_id
+from tests.servers import MEMBERSHIP
 
 
 class Team:
@@ -158,7 +157,7 @@ def test_a_worker_killed_mid_job_resumes_without_applying_an_item_twice(services
         "MEMBERSHIP_SECRET_KEY": TEST_SECRET_KEY,
         "MEMBERSHIP_VAR_DIR": tempfile.mkdtemp(prefix="membership-var-"),
     }
-    worker = [str(Path(sys.executable).parent / "membership"), "worker", "--job-batch-size", "50"]
+    worker = [MEMBERSHIP, "worker", "--job-batch-size", "50"]
 
     first = subprocess.Popen(worker, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_until(lambda: progress(services, receipt.id) > 0)  # type: ignore[arg-type]

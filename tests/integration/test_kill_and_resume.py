@@ -6,19 +6,17 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from api.bootstrap import Services
 from projections import tracking
 from projections.rebuild import Rebuild
 from tests.conftest import TEST_SECRET_KEY
 from tests.helpers import generation_rows, new_actor, role_id, table_rows
+from tests.servers import MEMBERSHIP
 
-MEMBERSHIP = str(Path(sys.executable).parent / "membership")
 EVENTS = 1500
 
 

@@ -6,9 +6,7 @@ import email
 import os
 import re
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +29,7 @@ from projections.mail.mailer import Mailer
 from projections.runner import ProjectionRunner
 from tests.conftest import TEST_SECRET_KEY
 from tests.helpers import new_actor, role_id, table_rows
+from tests.servers import MEMBERSHIP, free_port
 
 PUBLIC_URL = "https://ocore.example.com"
 SENDER = "oCore <invitations@ocore.example.com>"
@@ -59,12 +58,6 @@ class Inbox:
     def message_ids(self) -> list[str]:
         with self.lock:
             return [str(m["Message-ID"]) for m in self.messages]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -288,7 +281,7 @@ def test_a_worker_killed_mid_batch_loses_no_message_and_repeats_no_message_id(
         "MEMBERSHIP_SECRET_KEY": TEST_SECRET_KEY,
         **smtp_env(smtp_port),
     }
-    worker = [str(Path(sys.executable).parent / "membership"), "worker"]
+    worker = [MEMBERSHIP, "worker"]
 
     first = subprocess.Popen(worker, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_until(lambda: len(inbox.messages) >= 5)

@@ -4,10 +4,7 @@ URL stops it at once with one clear line instead of a traceback."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,14 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_SECRET_KEY
-
-MEMBERSHIP = str(Path(sys.executable).parent / "membership")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.servers import MEMBERSHIP, free_port, serving
 
 
 def run_membership(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -33,33 +23,13 @@ def run_membership(*args: str, cwd: Path, **env: str) -> subprocess.CompletedPro
 
 @pytest.fixture
 def server(store: str, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
     env = {
-        **os.environ,
         "MEMBERSHIP_DATABASE_URL": store,
         "MEMBERSHIP_SECRET_KEY": TEST_SECRET_KEY,
         "MEMBERSHIP_JWT_SECRET": TEST_SECRET_KEY,
     }
-    process = subprocess.Popen([MEMBERSHIP, "serve", "--port", str(port)], cwd=tmp_path, env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(base, process)
+    with serving(env, tmp_path) as (base, _):
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def wait_until_up(base: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the server exited"
-        try:
-            urllib.request.urlopen(f"{base}/api/health", timeout=1)  # noqa: S310 (our own loopback server)
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError("the server did not answer within 30 s")
 
 
 def test_the_server_answers_health_on_each_store(server: str) -> None:
