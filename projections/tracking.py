@@ -58,12 +58,6 @@ def active_generations(db: ReadDatabase, cursor: Cursor) -> dict[str, int]:
     return {name: generation for name, generation in cursor.fetchall()}
 
 
-def min_active_position(db: ReadDatabase, cursor: Cursor) -> int:
-    cursor.execute(db.sql(f"SELECT MIN(position) FROM {TABLE} WHERE state = %s"), (ACTIVE,))
-    row = cursor.fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
-
-
 def insert_generation(db: ReadDatabase, cursor: Cursor, name: str, generation: int, state: str) -> None:
     cursor.execute(
         db.sql(f"INSERT INTO {TABLE} (name, generation, state, position, updated_at) VALUES (%s, %s, %s, 0, %s)"),

@@ -743,13 +743,8 @@ class OrganizationMachine(RuleBasedStateMachine):
         current = self.roles.get(str(role_id))
         expected = self.gate(actor, "manage:roles")
         if not expected:
-            if current is None:
-                expected.add(err.RoleNotFoundError)
-            elif current["system"]:
-                expected.add(err.SystemRoleImmutableError)
-            else:
-                if actor != self.owner and not current["permissions"] <= self.permissions(actor):
-                    expected.add(err.PrivilegeEscalationError)
+            expected |= self.custom_role_refusals(actor, current)
+            if current is not None and not current["system"]:
                 if name is not None and not role_name(name):
                     expected.add(err.InvalidValueError)
                 elif name is not None and self.name_taken(role_name(name), renaming=str(role_id)):
@@ -772,6 +767,16 @@ class OrganizationMachine(RuleBasedStateMachine):
             assert receipt.position is not None
             current.update(name=new_name, permissions=new_permissions)
 
+    def custom_role_refusals(self, actor: str, current: dict[str, Any] | None) -> Expected:
+        """What refuses editing or deleting a role, before what each command checks on its own."""
+        if current is None:
+            return {err.RoleNotFoundError}
+        if current["system"]:
+            return {err.SystemRoleImmutableError}
+        if actor != self.owner and not current["permissions"] <= self.permissions(actor):
+            return {err.PrivilegeEscalationError}
+        return set()
+
     @rule(actor=actors, role=st.sampled_from(ROLE_REFS))
     def delete_role(self, actor: str, role: str) -> None:
         actor = self.who(actor)
@@ -779,15 +784,9 @@ class OrganizationMachine(RuleBasedStateMachine):
         current = self.roles.get(str(role_id))
         expected = self.gate(actor, "manage:roles")
         if not expected:
-            if current is None:
-                expected.add(err.RoleNotFoundError)
-            elif current["system"]:
-                expected.add(err.SystemRoleImmutableError)
-            else:
-                if actor != self.owner and not current["permissions"] <= self.permissions(actor):
-                    expected.add(err.PrivilegeEscalationError)
-                if self.role_in_use(str(role_id)):
-                    expected.add(err.RoleInUseError)
+            expected |= self.custom_role_refusals(actor, current)
+            if current is not None and not current["system"] and self.role_in_use(str(role_id)):
+                expected.add(err.RoleInUseError)
         if self.run(expected, lambda: self.app.delete_role(self.org_id, USERS[actor], role_id)):
             del self.roles[str(role_id)]
 
