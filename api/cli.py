@@ -24,7 +24,7 @@ from membership.settings import ConfigurationError, Settings
 from projections import store
 from projections.catalog import PROJECTIONS
 from projections.queries import iter_audit
-from projections.rebuild import Rebuild
+from projections.rebuild import PARALLEL_MIN_EVENTS, Rebuild, default_workers
 from projections.replay import organization_at
 from projections.runner import ProjectionRunner
 
@@ -212,7 +212,12 @@ def projections_status(as_json: bool) -> None:
     "--grace", default=5.0, show_default=True, type=click.FloatRange(0, 3600),
     help="Seconds the old tables stay after the switch, for readers still using them.",
 )  # fmt: skip
-def projections_rebuild(names: tuple[str, ...], restart: bool, batch_size: int, grace: float) -> None:
+@click.option(
+    "--workers", default=default_workers(), show_default=True, type=click.IntRange(1, 32),
+    help=f"Processes filling the new tables on PostgreSQL (one share of the organizations each), when at least"
+    f" {PARALLEL_MIN_EVENTS:,} events are to be read.",
+)  # fmt: skip
+def projections_rebuild(names: tuple[str, ...], restart: bool, batch_size: int, grace: float, workers: int) -> None:
     """Rebuild NAMES (default: all) from the first event while the API keeps serving."""
     chosen = list(names) or list(PROJECTIONS)
     unknown = sorted(set(chosen) - set(PROJECTIONS))
@@ -220,7 +225,10 @@ def projections_rebuild(names: tuple[str, ...], restart: bool, batch_size: int, 
         raise click.BadParameter(f"unknown projection {', '.join(unknown)}; known: {', '.join(PROJECTIONS)}")
     with services() as built:
         latest = built.organizations.recorder.max_notification_id() or 0
-        rebuild = Rebuild(built.organizations, built.read_db, chosen, batch_size, retired_grace_s=grace)
+        rebuild = Rebuild(
+            built.organizations, built.read_db, chosen, batch_size, retired_grace_s=grace, settings=built.settings,
+            workers=workers,
+        )  # fmt: skip
         start = 0 if restart else rebuild.start_position()
         with tqdm(
             total=latest, initial=start, unit="ev", desc="rebuild " + ",".join(sorted(chosen)), file=sys.stderr

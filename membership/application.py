@@ -93,15 +93,22 @@ class Organizations(Application[UUID]):
         self.save_listeners: list[Callable[[int], None]] = []  # e.g. wakes an in-process projection runner
 
     @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> Organizations:
-        """The application on the configured database (see `membership.settings`)."""
+    def from_settings(cls, settings: Settings, create_tables: bool = True, **overrides: Any) -> Organizations:
+        """The application on the configured database (see `membership.settings`).
+
+        `create_tables=False` for helper processes started together: the tables exist, and
+        concurrent CREATE TABLE IF NOT EXISTS can fail on PostgreSQL ("tuple concurrently updated").
+        """
+        env = settings.eventsourcing_env()
+        if not create_tables:
+            env["CREATE_TABLE"] = "no"
         options: dict[str, Any] = {
             "snapshot_in_commands": False,  # the worker takes them (projections.snapshots)
             "secret_key": settings.secret_key,
             "snapshot_interval": settings.snapshot_interval,
             "max_pending_invitations": settings.max_pending_invitations,
         }
-        return cls(env=settings.eventsourcing_env(), **{**options, **overrides})
+        return cls(env=env, **{**options, **overrides})
 
     # -- organizations -------------------------------------------------------
     def create_organization(self, actor: Actor, name: str) -> Receipt:

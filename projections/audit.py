@@ -9,8 +9,10 @@ nonces tokens are derived from: nothing in here unlocks an invitation.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache, singledispatchmethod
+from functools import singledispatchmethod
 from typing import Any
 from uuid import UUID
 
@@ -47,28 +49,56 @@ AUDIT_COLUMNS = (
     "position", "organization_id", "event_type", "occurred_at", "actor_id", "actor_email",
     "target_type", "target_id", "target_label", "details",
 )  # fmt: skip
-_LABEL = (
+_UPSERT_LABEL = (
     "INSERT INTO {audit_labels} (item_id, organization_id, label) VALUES (%s, %s, %s)"
+    " ON CONFLICT (item_id) DO UPDATE SET label = excluded.label"
+)
+# PostgreSQL: a batch's labels in one statement (arrays of item ids, organization ids, labels)
+_UPSERT_LABELS = (
+    "INSERT INTO {audit_labels} (item_id, organization_id, label)"
+    " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])"
     " ON CONFLICT (item_id) DO UPDATE SET label = excluded.label"
 )
 
 
-@lru_cache(maxsize=256)
 def camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)
 
 
 def plain(value: Any) -> Any:
-    if isinstance(value, UUID):
+    kind = type(value)
+    if kind is UUID:
         return str(value)
-    if isinstance(value, datetime):
+    if kind is datetime:
         return value.isoformat()
     return value
 
 
+@dataclass(frozen=True)
+class DetailsPlan:
+    """How to turn one shape of event (its class and fields) into `details`, worked out once.
+
+    Keys come out sorted, so the JSON equals `json.dumps(..., sort_keys=True)` without sorting each time.
+    """
+
+    fields: tuple[tuple[str, str], ...]  # (event field, camelCase key), in key order
+    role_labels: frozenset[str]  # camelCase keys that hold a role's label, taken from the field before the suffix
+
+    @classmethod
+    def for_fields(cls, names: Iterable[str]) -> DetailsPlan:
+        fields = {camel(name): name for name in names if name not in STANDARD_FIELDS and name not in NEVER_EXPORTED}
+        labels = {camel(name.removesuffix("_id")): name for name in fields.values() if name.endswith("role_id")}
+        keys = sorted({**fields, **labels})
+        return cls(tuple((labels.get(key) or fields[key], key) for key in keys), frozenset(labels))
+
+
+_encode_json = json.JSONEncoder().encode  # made once: json.dumps(sort_keys=True) builds an encoder per call
+
+
 class AuditProjection(Projection):
     name = "audit"
+    ignores_unregistered_events = False
     tables = {
         "audit_log": (
             "position {bigint} PRIMARY KEY, organization_id TEXT NOT NULL, event_type TEXT NOT NULL, "
@@ -86,6 +116,7 @@ class AuditProjection(Projection):
     def __init__(self, generation: int) -> None:
         super().__init__(generation)
         self._labels: dict[str, str] = {}
+        self._plans: dict[tuple[Any, ...], DetailsPlan] = {}
         # Written once per batch by flush(): far fewer round trips than a statement per event.
         self._rows: list[tuple[Any, ...]] = []
         self._new_labels: dict[str, tuple[str, str, str]] = {}
@@ -101,8 +132,10 @@ class AuditProjection(Projection):
         self._rows, self._new_labels = [], {}
         if rows:
             w.copy("audit_log", AUDIT_COLUMNS, rows)
-        if labels:
-            w.run_many(_LABEL, labels)
+        if labels and w.db.is_sqlite:
+            w.run_many(_UPSERT_LABEL, labels)
+        elif labels:
+            w.run(_UPSERT_LABELS, *(list(column) for column in zip(*labels, strict=True)))
 
     @singledispatchmethod
     def apply(self, event: Any, w: Writer) -> None:
@@ -148,19 +181,25 @@ class AuditProjection(Projection):
                 target_type,
                 target_id,
                 label,
-                json.dumps(self._details(e, w), sort_keys=True),
+                self._details(e, w),
             )
         )
 
-    def _details(self, e: Any, w: Writer) -> dict[str, Any]:
+    def _details(self, e: Any, w: Writer) -> str:
+        values = vars(e)
+        shape = (type(e), *values)
+        plan = self._plans.get(shape)
+        if plan is None:
+            plan = self._plans[shape] = DetailsPlan.for_fields(values)
         details: dict[str, Any] = {}
-        for field, value in vars(e).items():
-            if field in STANDARD_FIELDS or field in NEVER_EXPORTED:
-                continue
-            details[camel(field)] = plain(value)
-            if field.endswith("role_id") and value is not None:
-                details[camel(field.removesuffix("_id"))] = self._label(w, str(value))
-        return details
+        for field, key in plan.fields:
+            value = values[field]
+            if key in plan.role_labels:
+                if value is not None:
+                    details[key] = self._label(w, str(value))
+            else:
+                details[key] = plain(value)
+        return _encode_json(details)
 
     def _remember(self, w: Writer, item_id: str, organization_id: str, label: str) -> None:
         self._new_labels[item_id] = (item_id, organization_id, label)  # the last label of the batch wins

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from functools import singledispatchmethod
 from typing import Any, ClassVar
 
-from projections.sql import Cursor, ReadDatabase
+from projections.changes import TableChanges, column_types
+from projections.sql import POSTGRES_TYPES, Cursor, ReadDatabase
 
 
 class Writer:
@@ -52,27 +53,57 @@ class Projection:
     tables: ClassVar[dict[str, str]]
     # index definitions: (index suffix, logical table, columns)
     indexes: ClassVar[list[tuple[str, str, str]]] = []
+    # tables whose changes are gathered per batch (see projections.changes): logical table -> key column
+    batched: ClassVar[dict[str, str]] = {}
 
     def __init__(self, generation: int) -> None:
         self.generation = generation
         self.table_names = {logical: f"{logical}_g{generation}" for logical in self.tables}
         self._handlers: dict[type, Any] = {}
+        self.changes: dict[str, TableChanges] = {}
+        for logical, key in self.batched.items():
+            types = column_types(self.tables[logical].format(**POSTGRES_TYPES))
+            self.changes[logical] = TableChanges(logical, key, types)
+
+    # False when the catch-all `apply` does something (the audit records every event)
+    ignores_unregistered_events: ClassVar[bool] = True
 
     def handle(self, event: Any, w: Writer) -> None:
-        """`apply`, with the handler for each event class looked up once (rebuilds call this a lot)."""
-        handler = self._handlers.get(type(event))
-        if handler is None:
-            descriptor = next(vars(cls)["apply"] for cls in type(self).__mro__ if "apply" in vars(cls))
-            handler = self._handlers[type(event)] = descriptor.dispatcher.dispatch(type(event))
-        handler(self, event, w)
+        """`apply` the event."""
+        handler = self.handler_for(type(event))
+        if handler is not None:
+            handler(self, event, w)
 
-    def create_tables(self, db: ReadDatabase, cursor: Cursor) -> None:
+    def handler_for(self, event_class: type) -> Any:
+        """The `apply` function for this class of event, or None if it changes nothing; looked up once per class."""
+        try:
+            return self._handlers[event_class]
+        except KeyError:
+            descriptor = next(vars(cls)["apply"] for cls in type(self).__mro__ if "apply" in vars(cls))
+            handler = descriptor.dispatcher.dispatch(event_class)
+            if self.ignores_unregistered_events and handler is descriptor.dispatcher.dispatch(object):
+                handler = None
+            self._handlers[event_class] = handler
+            return handler
+
+    def create_tables(self, db: ReadDatabase, cursor: Cursor, with_indexes: bool = True) -> None:
+        """The generation's tables; a rebuild leaves out the secondary indexes until its tables are filled."""
         for logical, columns in self.tables.items():
             types = {"ts": db.type("ts"), "bigint": db.type("bigint"), "json": db.type("json")}
             cursor.execute(f"CREATE TABLE IF NOT EXISTS {self.table_names[logical]} ({columns.format(**types)})")
-        for suffix, logical, columns in self.indexes:
-            table = self.table_names[logical]
-            cursor.execute(f"CREATE INDEX IF NOT EXISTS {table}_{suffix} ON {table} ({columns})")
+        if with_indexes:
+            self.create_indexes(cursor)
+
+    def create_indexes(self, cursor: Cursor) -> None:
+        for statement in self.index_statements():
+            cursor.execute(statement)
+
+    def index_statements(self) -> list[str]:
+        """Secondary indexes (for the queries); building them once over full tables beats updating them per row."""
+        return [
+            f"CREATE INDEX IF NOT EXISTS {self.table_names[logical]}_{suffix} ON {self.table_names[logical]} ({columns})"
+            for suffix, logical, columns in self.indexes
+        ]
 
     def drop_tables(self, cursor: Cursor) -> None:
         for table in self.table_names.values():
@@ -82,8 +113,29 @@ class Projection:
         return Writer(db, cursor, self.table_names, 0)
 
     def flush(self, w: Writer) -> None:
-        """Write what `apply` buffered, at the end of a batch and in its transaction (default: nothing)."""
+        """Write what `apply` gathered, at the end of a batch and in its transaction (outside any pipeline)."""
+        for changes in self.changes.values():
+            changes.flush(w)
+
+    def forget_uncommitted(self) -> None:
+        """The batch rolled back: drop what it gathered (subclasses also drop their caches)."""
+        for changes in self.changes.values():
+            changes.clear()
 
     @singledispatchmethod
     def apply(self, event: Any, w: Writer) -> None:
         """Events this projection does not use change nothing (the position still advances)."""
+
+
+def apply_batch(
+    db: ReadDatabase, cursor: Cursor, projection: Projection, batch: Sequence[tuple[int, Any]], after: int
+) -> None:
+    """Apply the batch's events after position `after` (in order, pipelined on PostgreSQL), then flush."""
+    writer = projection.writer(db, cursor)
+    handler_for = projection.handler_for
+    with db.pipelined(cursor):
+        for position, event in batch:
+            if position > after and (handler := handler_for(type(event))) is not None:
+                writer.position = position
+                handler(projection, event, writer)
+    projection.flush(writer)  # outside the pipeline: it may COPY

@@ -13,12 +13,6 @@ from typing import Any
 from membership.domain import Organization
 from projections.base import Projection, Writer
 
-INVITATION_COLUMNS = (
-    "invitation_id", "organization_id", "email", "role_id", "status", "invited_by_id", "invited_by_email",
-    "created_at", "expires_at", "resent_at", "resend_count", "closed_at", "closed_by", "member_id",
-    "email_status", "last_sent_at",
-)  # fmt: skip
-
 
 class InvitationsProjection(Projection):
     name = "invitations"
@@ -40,34 +34,12 @@ class InvitationsProjection(Projection):
         ("by_org_status", "invitations", "organization_id, status, expires_at"),
         ("by_org_created", "invite_links", "organization_id, created_at, link_id"),
     ]
-
-    def __init__(self, generation: int) -> None:
-        super().__init__(generation)
-        # Invitations made in the current batch: inserted together by flush(), changed here until then.
-        self._new: dict[str, dict[str, Any]] = {}
-
-    def forget_uncommitted(self) -> None:
-        self._new.clear()
-
-    def flush(self, w: Writer) -> None:
-        rows, self._new = [[row[c] for c in INVITATION_COLUMNS] for row in self._new.values()], {}
-        if rows:
-            w.copy("invitations", INVITATION_COLUMNS, rows)
-
-    def _change(self, w: Writer, invitation_id: str, **values: Any) -> None:
-        """Set columns of one invitation (`resend_count` is an increment)."""
-        row = self._new.get(invitation_id)
-        if row is not None:
-            increment = values.pop("resend_count", 0)
-            row.update(values, resend_count=row["resend_count"] + increment)
-            return
-        assignments = ", ".join(
-            "resend_count = resend_count + %s" if column == "resend_count" else f"{column} = %s" for column in values
-        )
-        w.run(f"UPDATE {{invitations}} SET {assignments} WHERE invitation_id = %s", *values.values(), invitation_id)
+    batched = {"invitations": "invitation_id", "invite_links": "link_id"}
 
     def _close(self, w: Writer, invitation_id: Any, status: str, e: Any) -> None:
-        self._change(w, str(invitation_id), status=status, closed_at=w.time(e.timestamp), closed_by=e.actor_id)
+        self.changes["invitations"].update(
+            str(invitation_id), status=status, closed_at=w.time(e.timestamp), closed_by=e.actor_id
+        )
 
     @singledispatchmethod
     def apply(self, event: Any, w: Writer) -> None:
@@ -77,28 +49,20 @@ class InvitationsProjection(Projection):
     def _invited(self, e: Organization.MemberInvited, w: Writer) -> None:
         if e.replaces_invitation_id is not None:
             self._close(w, e.replaces_invitation_id, "expired", e)
-        invitation_id = str(e.invitation_id)
-        self._new[invitation_id] = {
-            **dict.fromkeys(INVITATION_COLUMNS),
-            "invitation_id": invitation_id,
-            "organization_id": str(e.originator_id),
-            "email": e.email,
-            "role_id": str(e.role_id),
-            "status": "pending",
-            "invited_by_id": e.actor_id,
-            "invited_by_email": e.actor_email,
-            "created_at": w.time(e.timestamp),
-            "expires_at": w.time(e.expires_at),
-            "resend_count": 0,
-            "email_status": "queued",
-        }
+        self.changes["invitations"].insert(
+            str(e.invitation_id), organization_id=str(e.originator_id), email=e.email, role_id=str(e.role_id),
+            status="pending", invited_by_id=e.actor_id, invited_by_email=e.actor_email,
+            created_at=w.time(e.timestamp), expires_at=w.time(e.expires_at), resend_count=0, email_status="queued",
+        )  # fmt: skip
 
     @apply.register(Organization.InvitationResent)
     def _resent(self, e: Organization.InvitationResent, w: Writer) -> None:
-        self._change(
-            w, str(e.invitation_id), expires_at=w.time(e.expires_at), resent_at=w.time(e.timestamp),
-            resend_count=1, email_status="queued",
-        )  # fmt: skip
+        invitations = self.changes["invitations"]
+        invitation_id = str(e.invitation_id)
+        invitations.update(
+            invitation_id, expires_at=w.time(e.expires_at), resent_at=w.time(e.timestamp), email_status="queued"
+        )
+        invitations.increment(invitation_id, "resend_count")
 
     @apply.register(Organization.InvitationCancelled)
     def _cancelled(self, e: Organization.InvitationCancelled, w: Writer) -> None:
@@ -106,40 +70,33 @@ class InvitationsProjection(Projection):
 
     @apply.register(Organization.InviteAccepted)
     def _accepted(self, e: Organization.InviteAccepted, w: Writer) -> None:
-        self._change(
-            w, str(e.invitation_id), status="accepted", closed_at=w.time(e.timestamp), closed_by=e.actor_id,
+        self.changes["invitations"].update(
+            str(e.invitation_id), status="accepted", closed_at=w.time(e.timestamp), closed_by=e.actor_id,
             member_id=str(e.member_id),
         )  # fmt: skip
 
     @apply.register(Organization.InvitationEmailSent)
     def _email_sent(self, e: Organization.InvitationEmailSent, w: Writer) -> None:
-        self._change(w, str(e.invitation_id), email_status="sent", last_sent_at=w.time(e.timestamp))
+        self.changes["invitations"].update(str(e.invitation_id), email_status="sent", last_sent_at=w.time(e.timestamp))
 
     @apply.register(Organization.InvitationEmailFailed)
     def _email_failed(self, e: Organization.InvitationEmailFailed, w: Writer) -> None:
-        self._change(w, str(e.invitation_id), email_status="failed")
+        self.changes["invitations"].update(str(e.invitation_id), email_status="failed")
 
     @apply.register(Organization.InviteLinkCreated)
     def _link_created(self, e: Organization.InviteLinkCreated, w: Writer) -> None:
-        w.run(
-            "INSERT INTO {invite_links} (link_id, organization_id, role_id, max_uses, use_count, expires_at,"
-            " created_by_id, created_by_email, created_at) VALUES (%s, %s, %s, %s, 0, %s, %s, %s, %s)",
-            str(e.link_id),
-            str(e.originator_id),
-            str(e.role_id),
-            e.max_uses,
-            w.time(e.expires_at),
-            e.actor_id,
-            e.actor_email,
-            w.time(e.timestamp),
-        )
+        self.changes["invite_links"].insert(
+            str(e.link_id), organization_id=str(e.originator_id), role_id=str(e.role_id), max_uses=e.max_uses,
+            use_count=0, expires_at=w.time(e.expires_at), created_by_id=e.actor_id, created_by_email=e.actor_email,
+            created_at=w.time(e.timestamp),
+        )  # fmt: skip
 
     @apply.register(Organization.InviteLinkDeleted)
     def _link_deleted(self, e: Organization.InviteLinkDeleted, w: Writer) -> None:
-        w.run("UPDATE {invite_links} SET deleted_at = %s WHERE link_id = %s", w.time(e.timestamp), str(e.link_id))
+        self.changes["invite_links"].update(str(e.link_id), deleted_at=w.time(e.timestamp))
 
     @apply.register(Organization.MemberJoinedByLink)
     def _joined_by_link(self, e: Organization.MemberJoinedByLink, w: Writer) -> None:
-        w.run("UPDATE {invite_links} SET use_count = use_count + 1 WHERE link_id = %s", str(e.link_id))
+        self.changes["invite_links"].increment(str(e.link_id), "use_count")
         if e.cancelled_invitation_id is not None:
             self._close(w, e.cancelled_invitation_id, "cancelled", e)

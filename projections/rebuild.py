@@ -11,20 +11,32 @@ again (or starts over with `restart=True`).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from membership import Organizations
-from projections import tracking
-from projections.base import Projection
+from membership.settings import Settings
+from projections import parallel, tracking
+from projections.base import Projection, apply_batch
 from projections.catalog import PROJECTIONS
+from projections.decoding import ProjectionDecoder
+from projections.events import read_batch
 from projections.sql import Cursor, ReadDatabase
 
 log = logging.getLogger(__name__)
 REBUILD_BATCH = 5000
 RETIRED_GRACE_S = 5.0  # readers that resolved the old generation just before the switch finish within this
+INDEX_SORT_MEMORY = "256MB"  # per index being built (the default 64MB spills big sorts to disk)
+PARALLEL_MIN_EVENTS = 100_000  # below this, starting processes costs more than it saves
+
+
+def default_workers() -> int:
+    """Processes for a parallel fill: one per CPU, up to 4 (the database needs CPU too)."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 @dataclass
@@ -48,22 +60,31 @@ class Rebuild:
         batch_size: int = REBUILD_BATCH,
         on_progress: Callable[[int], None] | None = None,  # called with how many positions were passed
         retired_grace_s: float = RETIRED_GRACE_S,
+        settings: Settings | None = None,  # given, PostgreSQL fills big rebuilds with several processes
+        workers: int = 1,
+        parallel_min_events: int = PARALLEL_MIN_EVENTS,
     ) -> None:
         unknown = sorted(set(names) - set(PROJECTIONS))
         if unknown:
             raise ValueError(f"unknown projections: {', '.join(unknown)} (known: {', '.join(PROJECTIONS)})")
         self.organizations = organizations
+        self.decoder = ProjectionDecoder(organizations.mapper)
         self.db = db
         self.names = sorted(names)
         self.batch_size = batch_size
         self.on_progress = on_progress or (lambda count: None)
         self.retired_grace_s = retired_grace_s
+        self.settings = settings
+        self.workers = workers
+        self.parallel_min_events = parallel_min_events
 
     def run(self, restart: bool = False) -> dict[str, int]:
         """Build, catch up and switch; returns the new active generation of each projection."""
         builds = [self._prepare(name, restart) for name in self.names]
+        self._fill_in_parallel(builds)
         while self._step(builds):
             pass
+        self._create_indexes(builds)
         retired = [build.name for build in builds if self._switch(build)]
         if retired:
             time.sleep(self.retired_grace_s)  # once, however many projections were switched
@@ -75,8 +96,11 @@ class Rebuild:
         """Where the next batch starts (for progress bars that resume)."""
         with self.db.snapshot() as cursor:
             generations = tracking.all_generations(self.db, cursor)
-        building = [g.position for g in generations if g.state == tracking.BUILDING and g.name in self.names]
-        return min(building, default=0)
+            building = [g for g in generations if g.state == tracking.BUILDING and g.name in self.names]
+            positions = [g.position for g in building]
+            for g in building:  # a parallel fill in progress: its slowest share
+                positions += tracking.share_positions(self.db, cursor, g.name, g.generation).values()
+        return min(positions, default=0)
 
     # -- steps -------------------------------------------------------------
     def _prepare(self, name: str, restart: bool) -> Build:
@@ -85,6 +109,7 @@ class Rebuild:
             building = tracking.lock_generation(self.db, cursor, name, tracking.BUILDING)
             if building is not None and restart:
                 PROJECTIONS[name](building.generation).drop_tables(cursor)
+                tracking.delete_shares(self.db, cursor, name, building.generation)
                 tracking.delete_generation(self.db, cursor, name, building.generation)
                 building = None
             if building is not None:
@@ -92,19 +117,67 @@ class Rebuild:
                 return Build(PROJECTIONS[name](building.generation), building.position)
             generation = 1 + max(g.generation for g in tracking.all_generations(self.db, cursor) if g.name == name)
             projection = PROJECTIONS[name](generation)
-            projection.create_tables(self.db, cursor)
+            projection.create_tables(self.db, cursor, with_indexes=False)  # run() adds them once filled
             tracking.insert_generation(self.db, cursor, name, generation, tracking.BUILDING)
             return Build(projection, 0)
+
+    def _fill_in_parallel(self, builds: list[Build]) -> None:
+        """Bring every build to the latest position with one process per share (see projections.parallel).
+
+        Runs when the fill is big enough, or when an interrupted parallel fill left shares to resume.
+        """
+        if self.settings is None or self.db.is_sqlite:
+            return
+        with self.db.snapshot() as cursor:
+            shares = {
+                b.name: tracking.share_positions(self.db, cursor, b.name, b.projection.generation) for b in builds
+            }
+        counts = {parts for positions in shares.values() for _, parts in positions}
+        if len(counts) > 1:
+            raise RuntimeError("interrupted parallel rebuilds with different process counts: rebuild with --restart")
+        target = self.organizations.recorder.max_notification_id() or 0
+        start = min(build.position for build in builds)
+        if not counts and (self.workers < 2 or target - start < self.parallel_min_events):
+            return
+        parts = counts.pop() if counts else self.workers
+        with self.db.transaction() as cursor:
+            for build in builds:
+                if not shares[build.name]:
+                    tracking.insert_shares(
+                        self.db, cursor, build.name, build.projection.generation, parts, build.position
+                    )
+        generations = {build.name: build.projection.generation for build in builds}
+        log.info("rebuild: filling %s with %d processes up to position %d", ", ".join(generations), parts, target)
+        parallel.fill(self.settings, self.db, generations, parts, target, self.batch_size, self.on_progress)
+        with self.db.transaction() as cursor:
+            for build in builds:
+                tracking.lock_generation(self.db, cursor, build.name, tracking.BUILDING)
+                tracking.set_position(self.db, cursor, build.name, build.projection.generation, target)
+                tracking.delete_shares(self.db, cursor, build.name, build.projection.generation)
+                build.position = target
+
+    def _create_indexes(self, builds: list[Build]) -> None:
+        """Every build's secondary indexes; on PostgreSQL several at once (each sorts its table on a core)."""
+        statements = [statement for build in builds for statement in build.projection.index_statements()]
+
+        def create(statement: str) -> None:
+            with self.db.transaction() as cursor:
+                if not self.db.is_sqlite:
+                    cursor.execute(f"SET LOCAL maintenance_work_mem = '{INDEX_SORT_MEMORY}'")  # sort in memory
+                cursor.execute(statement)
+
+        with ThreadPoolExecutor(1 if self.db.is_sqlite else max(1, self.workers)) as pool:
+            list(pool.map(create, statements))
 
     def _step(self, builds: list[Build]) -> bool:
         """One batch into every build; False once there is nothing left to read."""
         start = min(build.position for build in builds)
-        notifications = self.organizations.recorder.select_notifications(start=start + 1, limit=self.batch_size)
+        notifications = read_batch(self.organizations, start, self.batch_size)
         if not notifications:
             return False
-        batch = [(n.id, self.organizations.mapper.to_domain_event(n)) for n in notifications]
+        batch = [(n.id, self.decoder.decode(n)) for n in notifications]
         for build in builds:
-            with self.db.transaction() as cursor:
+            with self.db.transaction(wait_for_disk=False) as cursor:
                 self._apply(cursor, build, batch, tracking.BUILDING)
         self.on_progress(notifications[-1].id - start)
         return True
@@ -114,10 +187,8 @@ class Rebuild:
         with self.db.transaction() as cursor:
             active = tracking.lock_generation(self.db, cursor, build.name, tracking.ACTIVE)
             # Under the active row's lock no runner can advance: apply the last events, then swap.
-            while notifications := self.organizations.recorder.select_notifications(
-                start=build.position + 1, limit=self.batch_size
-            ):
-                batch = [(n.id, self.organizations.mapper.to_domain_event(n)) for n in notifications]
+            while notifications := read_batch(self.organizations, build.position, self.batch_size):
+                batch = [(n.id, self.decoder.decode(n)) for n in notifications]
                 self.on_progress(notifications[-1].id - build.position)
                 self._apply(cursor, build, batch, tracking.BUILDING)
             if active is not None:
@@ -136,13 +207,7 @@ class Rebuild:
     def _apply(self, cursor: Cursor, build: Build, batch: Sequence[tuple[int, Any]], state: str) -> None:
         generation = tracking.lock_generation(self.db, cursor, build.name, state)
         assert generation is not None and generation.generation == build.projection.generation
-        writer = build.projection.writer(self.db, cursor)
-        with self.db.pipelined(cursor):
-            for position, event in batch:
-                if position > generation.position:
-                    writer.position = position
-                    build.projection.handle(event, writer)
-        build.projection.flush(writer)  # outside the pipeline: it may COPY
+        apply_batch(self.db, cursor, build.projection, batch, generation.position)
         last = batch[-1][0]
         if last > generation.position:
             tracking.set_position(self.db, cursor, build.name, build.projection.generation, last)

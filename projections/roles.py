@@ -8,11 +8,6 @@ from typing import Any
 from membership.domain import Organization
 from projections.base import Projection, Writer
 
-_INSERT = (
-    "INSERT INTO {roles} (role_id, organization_id, name, description, is_system, permissions, created_at)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s)"
-)
-
 
 def encode_permissions(permissions: list[str]) -> str:
     return " ".join(sorted(permissions))
@@ -27,6 +22,7 @@ class RolesProjection(Projection):
         ),
     }
     indexes = [("by_org", "roles", "organization_id, is_system, created_at")]
+    batched = {"roles": "role_id"}
 
     @singledispatchmethod
     def apply(self, event: Any, w: Writer) -> None:
@@ -35,26 +31,29 @@ class RolesProjection(Projection):
     @apply.register(Organization.Created)
     def _created(self, e: Organization.Created, w: Writer) -> None:
         org, at = str(e.originator_id), w.time(e.timestamp)
-        rows = [
-            (r["id"], org, r["name"], r["description"], 1, encode_permissions(r["permissions"]), at) for r in e.roles
-        ]
-        w.run_many(_INSERT, rows)
+        for role in e.roles:
+            self._insert(role["id"], org, role["name"], role["description"], True, role["permissions"], at)
 
     @apply.register(Organization.RoleCreated)
     def _role_created(self, e: Organization.RoleCreated, w: Writer) -> None:
-        permissions = encode_permissions(e.permissions)
-        w.run(_INSERT, str(e.role_id), str(e.originator_id), e.name, e.description, 0, permissions, w.time(e.timestamp))
+        self._insert(
+            str(e.role_id), str(e.originator_id), e.name, e.description, False, e.permissions, w.time(e.timestamp)
+        )
 
     @apply.register(Organization.RoleUpdated)
     def _role_updated(self, e: Organization.RoleUpdated, w: Writer) -> None:
-        w.run(
-            "UPDATE {roles} SET name = %s, description = %s, permissions = %s WHERE role_id = %s",
-            e.name,
-            e.description,
-            encode_permissions(e.permissions),
-            str(e.role_id),
+        self.changes["roles"].update(
+            str(e.role_id), name=e.name, description=e.description, permissions=encode_permissions(e.permissions)
         )
 
     @apply.register(Organization.RoleDeleted)
     def _role_deleted(self, e: Organization.RoleDeleted, w: Writer) -> None:
-        w.run("DELETE FROM {roles} WHERE role_id = %s", str(e.role_id))
+        self.changes["roles"].delete(str(e.role_id))
+
+    def _insert(
+        self, role_id: str, org: str, name: str, description: str, system: bool, permissions: list[str], at: Any
+    ) -> None:
+        self.changes["roles"].insert(
+            role_id, organization_id=org, name=name, description=description, is_system=int(system),
+            permissions=encode_permissions(permissions), created_at=at,
+        )  # fmt: skip

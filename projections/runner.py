@@ -26,6 +26,8 @@ from projections import tracking
 from projections.background import BackgroundLoop
 from projections.base import Projection
 from projections.catalog import PROJECTIONS
+from projections.decoding import ProjectionDecoder
+from projections.events import read_batch
 from projections.sql import Cursor, ReadDatabase
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ class ProjectionRunner(BackgroundLoop):
     ) -> None:
         super().__init__(organizations)
         self.organizations = organizations
+        self.decoder = ProjectionDecoder(organizations.mapper)
         self.db = db
         self.names = sorted(names or PROJECTIONS)  # a fixed lock order: no deadlocks between runners
         self.batch_size = batch_size
@@ -67,7 +70,7 @@ class ProjectionRunner(BackgroundLoop):
         if not healthy:
             return 0
         start = self._lowest_position(healthy)
-        notifications = self.organizations.recorder.select_notifications(start=start + 1, limit=self.batch_size)
+        notifications = read_batch(self.organizations, start, self.batch_size)
         if not notifications:
             return 0
         batch = self._decode(notifications, healthy)
@@ -159,7 +162,7 @@ class ProjectionRunner(BackgroundLoop):
         batch: Batch = []
         for notification in notifications:
             try:
-                batch.append((notification.id, self.organizations.mapper.to_domain_event(notification)))
+                batch.append((notification.id, self.decoder.decode(notification)))
             except Exception as error:
                 for name in names:
                     self._record_failure(name, notification.id, notification, error)

@@ -20,6 +20,9 @@ from psycopg_pool import ConnectionPool
 from membership.settings import Database
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
+# The portable column types projections declare ({ts}, {bigint}, {json}) in each dialect.
+SQLITE_TYPES = {"ts": "TEXT", "bigint": "INTEGER", "json": "TEXT"}
+POSTGRES_TYPES = {"ts": "timestamptz", "bigint": "bigint", "json": "text"}
 
 
 class Cursor(Protocol):
@@ -52,9 +55,7 @@ class ReadDatabase:
 
     def type(self, name: str) -> str:
         """Portable column types: ts, bigint, json."""
-        sqlite = {"ts": "TEXT", "bigint": "INTEGER", "json": "TEXT"}
-        postgres = {"ts": "timestamptz", "bigint": "bigint", "json": "text"}
-        return (sqlite if self.is_sqlite else postgres)[name]
+        return (SQLITE_TYPES if self.is_sqlite else POSTGRES_TYPES)[name]
 
     def to_db_time(self, value: datetime | None) -> Any:
         if value is None or not self.is_sqlite:
@@ -74,11 +75,14 @@ class ReadDatabase:
 
     # -- connections -------------------------------------------------------
     @contextmanager
-    def transaction(self) -> Iterator[Cursor]:
+    def transaction(self, wait_for_disk: bool = True) -> Iterator[Cursor]:
         """One transaction: committed if the block ends normally, else rolled back.
 
         On SQLite the write lock is taken up front (BEGIN IMMEDIATE), so two
-        writers never deadlock on a lock upgrade.
+        writers never deadlock on a lock upgrade. `wait_for_disk=False` commits
+        on PostgreSQL without waiting for the WAL flush (synchronous_commit off):
+        a server crash may lose the last such transactions, whole, never half of
+        one -- for rebuilds, whose positions are in the same transactions.
         """
         if self.is_sqlite:
             connection = self._sqlite_connection()
@@ -92,7 +96,10 @@ class ReadDatabase:
         else:
             assert self._pool is not None
             with self._pool.connection() as pg, pg.transaction():
-                yield pg.cursor()
+                cursor = pg.cursor()
+                if not wait_for_disk:
+                    cursor.execute("SET LOCAL synchronous_commit = off")
+                yield cursor
 
     @contextmanager
     def snapshot(self) -> Iterator[Cursor]:

@@ -33,6 +33,7 @@ def setup(db: ReadDatabase) -> None:
             # Concurrent CREATE TABLE IF NOT EXISTS can collide in pg_type: serialise set-up.
             cursor.execute("SELECT pg_advisory_xact_lock(724001)")
         tracking.create_table(db, cursor)
+        tracking.create_shares_table(db, cursor)
         # Member activity is telemetry, not a domain fact: outside the projections, kept across rebuilds.
         cursor.execute(
             "CREATE TABLE IF NOT EXISTS member_activity (organization_id TEXT NOT NULL, user_id TEXT NOT NULL,"

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from projections.sql import Cursor, ReadDatabase
 
 TABLE = "projection_generations"
+# A building generation filled by several processes: each share's own position (see projections.parallel).
+SHARES_TABLE = "projection_shares"
 ACTIVE, BUILDING, RETIRED = "active", "building", "retired"
 
 
@@ -36,6 +38,51 @@ def create_table(db: ReadDatabase, cursor: Cursor) -> None:
         f"position {db.type('bigint')} NOT NULL DEFAULT 0, error TEXT, error_position {db.type('bigint')}, "
         f"updated_at {db.type('ts')}, PRIMARY KEY (name, generation))"
     )
+
+
+def create_shares_table(db: ReadDatabase, cursor: Cursor) -> None:
+    cursor.execute(
+        f"CREATE TABLE IF NOT EXISTS {SHARES_TABLE} ("
+        "name TEXT NOT NULL, generation INTEGER NOT NULL, part INTEGER NOT NULL, parts INTEGER NOT NULL, "
+        f"position {db.type('bigint')} NOT NULL, PRIMARY KEY (name, generation, part))"
+    )
+
+
+def share_positions(db: ReadDatabase, cursor: Cursor, name: str, generation: int) -> dict[tuple[int, int], int]:
+    """(part, parts) -> position of each share of a generation being filled in parallel (empty if none)."""
+    cursor.execute(
+        db.sql(f"SELECT part, parts, position FROM {SHARES_TABLE} WHERE name = %s AND generation = %s"),
+        (name, generation),
+    )
+    return {(part, parts): int(position) for part, parts, position in cursor.fetchall()}
+
+
+def insert_shares(db: ReadDatabase, cursor: Cursor, name: str, generation: int, parts: int, position: int) -> None:
+    cursor.executemany(
+        db.sql(f"INSERT INTO {SHARES_TABLE} (name, generation, part, parts, position) VALUES (%s, %s, %s, %s, %s)"),
+        [(name, generation, part, parts, position) for part in range(parts)],
+    )
+
+
+def lock_share(db: ReadDatabase, cursor: Cursor, name: str, generation: int, part: int) -> int:
+    """The share's position, locked until the transaction ends."""
+    lock = "" if db.is_sqlite else " FOR UPDATE"
+    cursor.execute(
+        db.sql(f"SELECT position FROM {SHARES_TABLE} WHERE name = %s AND generation = %s AND part = %s{lock}"),
+        (name, generation, part),
+    )
+    return int(cursor.fetchone()[0])
+
+
+def set_share_position(db: ReadDatabase, cursor: Cursor, name: str, generation: int, part: int, position: int) -> None:
+    cursor.execute(
+        db.sql(f"UPDATE {SHARES_TABLE} SET position = %s WHERE name = %s AND generation = %s AND part = %s"),
+        (position, name, generation, part),
+    )
+
+
+def delete_shares(db: ReadDatabase, cursor: Cursor, name: str, generation: int) -> None:
+    cursor.execute(db.sql(f"DELETE FROM {SHARES_TABLE} WHERE name = %s AND generation = %s"), (name, generation))
 
 
 def lock_generation(db: ReadDatabase, cursor: Cursor, name: str, state: str) -> Generation | None:

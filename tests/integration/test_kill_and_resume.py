@@ -6,15 +6,18 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
+
+import pytest
 
 from api.bootstrap import Services
 from projections import tracking
 from projections.rebuild import Rebuild
 from tests.conftest import TEST_SECRET_KEY
-from tests.helpers import generation_rows, new_actor, role_id, table_rows
+from tests.helpers import generation_rows, member_id, new_actor, role_id, table_rows
 from tests.servers import MEMBERSHIP
 
 EVENTS = 1500
@@ -101,3 +104,70 @@ def test_a_killed_rebuild_resumes_and_equals_the_live_tables(services: Services,
     assert (
         Rebuild(services.organizations, services.read_db, ["audit"], retired_grace_s=0).start_position() == 0
     )  # nothing left building
+
+
+# Rebuild in parallel even for a few events (the CLI only does so from 100,000 events on).
+PARALLEL_REBUILD = """
+from api.bootstrap import build_services
+from membership.settings import Settings
+from projections.rebuild import Rebuild
+built = build_services(Settings.from_env())
+Rebuild(
+    built.organizations, built.read_db, ["audit", "members"], batch_size=20, settings=built.settings,
+    workers=2, parallel_min_events=0,
+).run()
+"""
+
+
+def seed_organizations(services: Services, count: int, people: int) -> None:
+    """Organizations that people join by link, some of whom change roles or leave."""
+    app = services.organizations
+    for n in range(count):
+        owner = new_actor(f"owner{n}")
+        org = app.create_organization(owner, f"Org {n}").organization_id
+        code = app.create_invite_link(org, owner, role_id(app, org, "Viewer")).secret
+        joined = [new_actor("p") for _ in range(people)]
+        for person in joined:
+            app.accept_invite_link(person, code)
+        for person in joined[::5]:
+            app.change_role(org, owner, member_id(app, org, person), role_id(app, org, "Developer"))
+        for person in joined[1::7]:
+            app.remove_member(org, owner, member_id(app, org, person))
+
+
+def share_positions(services: Services, name: str) -> list[int]:
+    building = generation(services, name, "building")
+    if building is None:
+        return []
+    with services.read_db.snapshot() as cursor:
+        return list(tracking.share_positions(services.read_db, cursor, name, building.generation).values())
+
+
+@pytest.mark.parametrize("store", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_a_killed_parallel_rebuild_resumes_its_shares_and_equals_the_live_tables(
+    services: Services, store: str
+) -> None:
+    seed_organizations(services, count=6, people=120)
+    services.runner.catch_up()
+    live = {name: generation_rows(services, name, 1) for name in ("audit", "members")}
+    last = services.organizations.recorder.max_notification_id()
+    assert last is not None
+    env = {**os.environ, "MEMBERSHIP_DATABASE_URL": store, "MEMBERSHIP_SECRET_KEY": TEST_SECRET_KEY}
+    env["MEMBERSHIP_VAR_DIR"] = tempfile.mkdtemp(prefix="membership-var-")
+    rebuild = subprocess.Popen(
+        [sys.executable, "-c", PARALLEL_REBUILD], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    kill_when(rebuild, lambda: any(0 < position < last for position in share_positions(services, "audit")))
+    assert generation(services, "audit", "active").generation == 1  # type: ignore[union-attr]
+    assert len(share_positions(services, "audit")) == 2
+
+    rerun = subprocess.run(
+        [MEMBERSHIP, "projections", "rebuild", "audit", "members", "--grace", "0", "--workers", "2"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+    assert rerun.returncode == 0, rerun.stderr
+    assert "rebuilt: audit (generation 2), members (generation 2)" in rerun.stdout
+    assert "filling audit, members with 2 processes" in rerun.stderr  # the shares were resumed, in parallel
+    assert {name: generation_rows(services, name, 2) for name in ("audit", "members")} == live
+    assert share_positions(services, "audit") == []

@@ -58,6 +58,42 @@ def test_a_rebuild_produces_exactly_the_live_tables(services: Services) -> None:
     assert snapshot_of_tables(services) == live
 
 
+def test_a_parallel_rebuild_produces_exactly_the_live_tables(
+    services: Services, store: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    for _ in range(4):  # several organizations, so that both shares get some
+        busy_team(services, size=6)
+    services.runner.catch_up()
+    live = snapshot_of_tables(services)
+
+    rebuild = Rebuild(
+        services.organizations, services.read_db, ALL, batch_size=7, retired_grace_s=0, settings=services.settings,
+        workers=2, parallel_min_events=0,
+    )  # fmt: skip
+    with caplog.at_level("INFO", logger="projections.rebuild"):
+        assert rebuild.run() == {name: 2 for name in ALL}
+
+    assert snapshot_of_tables(services) == live
+    parallel = any("with 2 processes" in message for message in caplog.messages)
+    assert parallel == store.startswith("postgresql")  # SQLite has one writer: it rebuilds in this process
+    assert rebuild.start_position() == 0  # no shares or building generations left
+
+
+def test_a_parallel_rebuild_stays_in_process_below_its_threshold(
+    services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    busy_team(services)
+    services.runner.catch_up()
+    live = snapshot_of_tables(services)
+    rebuild = Rebuild(
+        services.organizations, services.read_db, ALL, retired_grace_s=0, settings=services.settings, workers=2
+    )
+    with caplog.at_level("INFO", logger="projections.rebuild"):
+        rebuild.run()
+    assert not any("processes" in message for message in caplog.messages)
+    assert snapshot_of_tables(services) == live
+
+
 def test_readers_use_the_old_tables_until_the_switch(services: Services) -> None:
     busy_team(services)
     services.runner.catch_up()

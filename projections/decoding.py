@@ -1,0 +1,65 @@
+"""Decoding stored events for the projections, lighter than the application's mapper.
+
+Projections write ids as text, so the UUIDs inside an event's state are decoded
+straight to their canonical text (`"0f1e...-..."`) instead of `UUID` objects
+that every handler would turn back into text. Everything else is decoded as
+the application's mapper does it: the same event classes, the same datetimes,
+the same upcasting, and any other transcoding through the application's own
+transcoder. The event's `originator_id` stays a `UUID`.
+
+These events exist only inside the projections: their `UUID`-typed fields
+other than `originator_id` hold `str`, so handlers write `str(e.member_id)`,
+which works for both. The live runner and the rebuild use this same decoder,
+so a rebuild produces exactly what the live runner produced.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from eventsourcing.persistence import JSONTranscoder, Mapper, Notification
+from eventsourcing.utils import resolve_topic
+
+
+class ProjectionDecoder:
+    """`decode(notification)` -> the domain event, ids as text (see the module docstring)."""
+
+    def __init__(self, mapper: Mapper[Any]) -> None:
+        self._mapper = mapper
+        transcoder = mapper.transcoder
+        # A cipher or compressor, or another transcoder: decode exactly as the application does.
+        self._lean = isinstance(transcoder, JSONTranscoder) and not mapper.cipher and not mapper.compressor
+        self._fallback = transcoder._decode_obj if isinstance(transcoder, JSONTranscoder) else None  # noqa: SLF001
+        self._json = json.JSONDecoder(object_hook=self._decode_object)
+        self._classes: dict[str, type] = {}
+
+    def decode(self, notification: Notification) -> Any:
+        if not self._lean:
+            return self._mapper.to_domain_event(notification)
+        cls = self._classes.get(notification.topic)
+        if cls is None:
+            cls = self._classes[notification.topic] = resolve_topic(notification.topic)
+        state: dict[str, Any] = self._json.decode(notification.state.decode("utf-8"))
+        state["originator_id"] = notification.originator_id
+        state["originator_version"] = notification.originator_version
+        class_version = getattr(cls, "class_version", 1)
+        from_version = state.pop("class_version", 1)
+        while from_version < class_version:
+            getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
+            from_version += 1
+        event = object.__new__(cls)
+        object.__setattr__(event, "__dict__", state)
+        return event
+
+    def _decode_object(self, d: dict[str, Any]) -> Any:
+        kind = d.get("_type_") if len(d) == 2 else None
+        if kind == "uuid_hex":
+            h = d["_data_"]
+            return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        if kind == "datetime_iso":
+            return datetime.fromisoformat(d["_data_"])
+        if kind is None or self._fallback is None:
+            return d
+        return self._fallback(d)

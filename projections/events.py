@@ -1,0 +1,62 @@
+"""Reading the event log in batches, for the projections.
+
+On PostgreSQL the read goes straight to the application's events table (the
+library's own `select_notifications` builds a dict per row first), and can be
+limited to one *share* of the aggregates, so that several processes can
+rebuild in parallel, each applying the events of its own organizations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from eventsourcing.persistence import Notification
+from eventsourcing.postgres import PostgresApplicationRecorder
+from psycopg.rows import tuple_row
+
+from membership import Organizations
+
+
+@dataclass(frozen=True)
+class Share:
+    """Aggregates whose id's last byte is `part` modulo `parts` (every event of an aggregate: one share)."""
+
+    part: int
+    parts: int
+
+
+def read_batch(organizations: Organizations, after: int, limit: int) -> Sequence[Notification]:
+    """Up to `limit` notifications after position `after`, in order."""
+    recorder = organizations.recorder
+    if not isinstance(recorder, PostgresApplicationRecorder):
+        return recorder.select_notifications(start=after + 1, limit=limit)
+    return _select(recorder, "notification_id > %s ORDER BY notification_id LIMIT %s", [after, limit])
+
+
+def read_share(organizations: Organizations, after: int, upto: int, share: Share) -> Sequence[Notification]:
+    """The share's notifications in positions (after, upto], in order (PostgreSQL only).
+
+    A position range rather than a LIMIT: with the share filter, PostgreSQL would
+    otherwise plan a full scan and sort for every batch.
+    """
+    recorder = organizations.recorder
+    assert isinstance(recorder, PostgresApplicationRecorder), "shares need PostgreSQL"
+    condition = (
+        "notification_id > %s AND notification_id <= %s AND get_byte(uuid_send(originator_id), 15) %% %s = %s"
+        " ORDER BY notification_id"
+    )
+    return _select(recorder, condition, [after, upto, share.parts, share.part])
+
+
+def _select(recorder: PostgresApplicationRecorder, condition: str, params: list[int]) -> list[Notification]:
+    statement = (
+        "SELECT notification_id, originator_id, originator_version, topic, state"
+        f" FROM {recorder.datastore.schema}.{recorder.events_table_name} WHERE {condition}"
+    )
+    with recorder.datastore.get_connection() as connection, connection.cursor(row_factory=tuple_row) as cursor:
+        cursor.execute(statement, params, prepare=True)
+        return [
+            Notification(id=id_, originator_id=originator, originator_version=version, topic=topic, state=bytes(state))
+            for id_, originator, version, topic, state in cursor.fetchall()
+        ]

@@ -1,0 +1,179 @@
+"""Filling a rebuild's new generation with several processes at once (PostgreSQL).
+
+A rebuild is bound by Python: reading, decoding and applying events on one
+core. Every table row belongs to one aggregate's events (an organization's
+members, invitations, roles and audit rows; a bulk job's rows), so the
+aggregates can be dealt out in *shares* (by the last byte of their id): one
+process per share reads only its share's events and applies them to every
+projection being rebuilt, in the same tables, with the share's own position
+written in the same transaction (`projections.tracking` shares table).
+A killed share resumes from its own position.
+
+The processes all stop at the same position (the last event when the fill
+began); the generation's position then becomes that position in one
+transaction that drops the shares, and the single-process rebuild continues
+from there (catch up, switch).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from membership import Organizations
+from membership.settings import Settings
+from projections import tracking
+from projections.base import apply_batch
+from projections.catalog import PROJECTIONS
+from projections.decoding import ProjectionDecoder
+from projections.events import Share, read_share
+from projections.sql import ReadDatabase
+
+log = logging.getLogger(__name__)
+POLL_S = 0.5
+
+
+class ShareFailedError(Exception):
+    """A process filling one share stopped with an error (its traceback is on stderr)."""
+
+
+def fill(
+    settings: Settings,
+    db: ReadDatabase,
+    generations: dict[str, int],
+    parts: int,
+    target: int,
+    batch_size: int,
+    on_progress: Callable[[int], None],
+) -> None:
+    """Run one process per share until every share of every generation reaches `target`.
+
+    `generations` maps projection name -> building generation, whose share rows must
+    exist. `on_progress` is called with how far the slowest share moved.
+    """
+    settings = replace(settings, tokens=None)  # a worker verifies no tokens (and key objects do not pickle)
+    reported = _slowest(db, generations)
+    workers = []
+    try:
+        for part in range(parts):
+            job = Job(settings, generations, Share(part, parts), target, batch_size, os.getpid())
+            # A fresh interpreter (not fork: this process holds connection pools and threads), given its job on stdin.
+            worker = subprocess.Popen([sys.executable, "-m", "projections.parallel"], stdin=subprocess.PIPE)
+            workers.append(worker)
+            assert worker.stdin is not None
+            worker.stdin.write(pickle.dumps(job))
+            worker.stdin.close()
+        while any(worker.poll() is None for worker in workers):
+            _check(workers)
+            time.sleep(POLL_S)
+            reported = _report(db, generations, reported, on_progress)
+        _check(workers)
+        _report(db, generations, reported, on_progress)
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.terminate()
+            worker.wait()
+
+
+@dataclass(frozen=True)
+class Job:
+    """What one worker process is asked to do."""
+
+    settings: Settings
+    generations: dict[str, int]
+    share: Share
+    target: int
+    batch_size: int
+    parent_pid: int
+
+
+def _check(workers: list[subprocess.Popen[bytes]]) -> None:
+    failed = [(part, worker.returncode) for part, worker in enumerate(workers) if worker.returncode not in (None, 0)]
+    if failed:
+        names = ", ".join(f"share {part} (exit code {code})" for part, code in failed)
+        raise ShareFailedError(f"rebuild stopped: {names} failed; run the rebuild again to resume")
+
+
+def _slowest(db: ReadDatabase, generations: dict[str, int]) -> int:
+    with db.snapshot() as cursor:
+        return min(
+            min(tracking.share_positions(db, cursor, name, generation).values())
+            for name, generation in generations.items()
+        )
+
+
+def _report(db: ReadDatabase, generations: dict[str, int], reported: int, on_progress: Callable[[int], None]) -> int:
+    slowest = _slowest(db, generations)
+    if slowest > reported:
+        on_progress(slowest - reported)
+    return max(slowest, reported)
+
+
+# -- in each worker process ------------------------------------------------------
+def main() -> None:
+    """Entry point of a worker process: `python -m projections.parallel`, with a pickled Job on stdin."""
+    job: Job = pickle.loads(sys.stdin.buffer.read())  # noqa: S301 -- written by our own parent process
+    organizations = Organizations.from_settings(job.settings, create_tables=False)
+    db = ReadDatabase(job.settings.database, pool_size=1)
+    try:
+        filler = ShareFiller(organizations, db, job.generations, job.share, job.target, job.batch_size)
+        filler.run(job.parent_pid)
+    finally:
+        db.close()
+        organizations.close()
+
+
+class ShareFiller:
+    """One share of a parallel fill: its events, applied to every generation being built."""
+
+    def __init__(
+        self,
+        organizations: Organizations,
+        db: ReadDatabase,
+        generations: dict[str, int],
+        share: Share,
+        target: int,
+        batch_size: int,
+    ) -> None:
+        self.organizations, self.db, self.share = organizations, db, share
+        self.decoder = ProjectionDecoder(organizations.mapper)
+        self.target, self.batch_size = target, batch_size
+        self.projections = {name: PROJECTIONS[name](generation) for name, generation in sorted(generations.items())}
+
+    def run(self, parent_pid: int | None = None) -> None:
+        """Until every projection's share reaches the target; stops if the parent process is gone."""
+        while (position := self._lowest_position()) < self.target:
+            if parent_pid is not None and os.getppid() != parent_pid:
+                raise SystemExit("the rebuild that started this share is gone")
+            # About batch_size events of this share: every share has a similar part of each range.
+            reached = min(position + self.batch_size * self.share.parts, self.target)
+            notifications = read_share(self.organizations, position, reached, self.share)
+            batch = [(n.id, self.decoder.decode(n)) for n in notifications]
+            with self.db.transaction(wait_for_disk=False) as cursor:
+                for name, projection in self.projections.items():
+                    after = tracking.lock_share(self.db, cursor, name, projection.generation, self.share.part)
+                    if after < reached:
+                        apply_batch(self.db, cursor, projection, batch, after)
+                        tracking.set_share_position(
+                            self.db, cursor, name, projection.generation, self.share.part, reached
+                        )
+
+    def _lowest_position(self) -> int:
+        with self.db.snapshot() as cursor:
+            return min(
+                tracking.share_positions(self.db, cursor, name, projection.generation)[
+                    (self.share.part, self.share.parts)
+                ]
+                for name, projection in self.projections.items()
+            )
+
+
+if __name__ == "__main__":
+    main()
