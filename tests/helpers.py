@@ -65,3 +65,20 @@ def generation_rows(services: Services, name: str, generation: int) -> dict[str,
             cursor.execute(f"SELECT * FROM {table}")
             rows[logical] = sorted((tuple(row) for row in cursor.fetchall()), key=repr)
     return rows
+
+
+def busy_team(services: Services, size: int = 12) -> None:
+    """An organization with a custom role, people who joined by link, role changes, removals, a cancelled invitation."""
+    app, owner = services.organizations, new_actor("owner")
+    org = app.create_organization(owner, "Busy").organization_id
+    qa = app.create_role(org, owner, "QA", "", ["view:projects"]).id
+    code = app.create_invite_link(org, owner, qa).secret
+    people = [new_actor("p") for _ in range(size)]
+    for person in people:
+        app.accept_invite_link(person, code)
+    for person in people[::3]:
+        app.change_role(org, owner, member_id(app, org, person), role_id(app, org, "Developer"))
+    for person in people[1::4]:
+        app.remove_member(org, owner, member_id(app, org, person))
+    app.update_role(org, owner, qa, name="Quality")
+    app.cancel_invitation(org, owner, app.invite_member(org, owner, "x@example.com", qa).id)

@@ -17,7 +17,7 @@ from api.bootstrap import Services
 from projections import tracking
 from projections.rebuild import Rebuild
 from tests.conftest import TEST_SECRET_KEY
-from tests.helpers import generation_rows, member_id, new_actor, role_id, table_rows
+from tests.helpers import busy_team, generation_rows, new_actor, role_id, table_rows
 from tests.servers import MEMBERSHIP
 
 EVENTS = 1500
@@ -119,22 +119,6 @@ Rebuild(
 """
 
 
-def seed_organizations(services: Services, count: int, people: int) -> None:
-    """Organizations that people join by link, some of whom change roles or leave."""
-    app = services.organizations
-    for n in range(count):
-        owner = new_actor(f"owner{n}")
-        org = app.create_organization(owner, f"Org {n}").organization_id
-        code = app.create_invite_link(org, owner, role_id(app, org, "Viewer")).secret
-        joined = [new_actor("p") for _ in range(people)]
-        for person in joined:
-            app.accept_invite_link(person, code)
-        for person in joined[::5]:
-            app.change_role(org, owner, member_id(app, org, person), role_id(app, org, "Developer"))
-        for person in joined[1::7]:
-            app.remove_member(org, owner, member_id(app, org, person))
-
-
 def share_positions(services: Services, name: str) -> list[int]:
     building = generation(services, name, "building")
     if building is None:
@@ -147,7 +131,8 @@ def share_positions(services: Services, name: str) -> list[int]:
 def test_a_killed_parallel_rebuild_resumes_its_shares_and_equals_the_live_tables(
     services: Services, store: str
 ) -> None:
-    seed_organizations(services, count=6, people=120)
+    for _ in range(6):  # organizations in both shares
+        busy_team(services, size=120)
     services.runner.catch_up()
     live = {name: generation_rows(services, name, 1) for name in ("audit", "members")}
     last = services.organizations.recorder.max_notification_id()

@@ -17,7 +17,7 @@ from membership.exceptions import MembershipError
 from projections import store, tracking
 from projections.catalog import PROJECTIONS
 from projections.rebuild import Rebuild
-from tests.helpers import generation_rows, member_id, new_actor, role_id, table_rows
+from tests.helpers import busy_team, generation_rows, new_actor, role_id, table_rows
 
 ALL = sorted(PROJECTIONS)
 
@@ -29,22 +29,6 @@ def active_generations(services: Services) -> dict[str, int]:
 
 def snapshot_of_tables(services: Services) -> dict[str, dict[str, list[tuple[object, ...]]]]:
     return {name: generation_rows(services, name, gen) for name, gen in active_generations(services).items()}
-
-
-def busy_team(services: Services, size: int = 12) -> None:
-    app, owner = services.organizations, new_actor("owner")
-    org = app.create_organization(owner, "Busy").organization_id
-    qa = app.create_role(org, owner, "QA", "", ["view:projects"]).id
-    code = app.create_invite_link(org, owner, qa).secret
-    people = [new_actor("p") for _ in range(size)]
-    for person in people:
-        app.accept_invite_link(person, code)
-    for person in people[::3]:
-        app.change_role(org, owner, member_id(app, org, person), role_id(app, org, "Developer"))
-    for person in people[1::4]:
-        app.remove_member(org, owner, member_id(app, org, person))
-    app.update_role(org, owner, qa, name="Quality")
-    app.cancel_invitation(org, owner, app.invite_member(org, owner, "x@example.com", qa).id)
 
 
 def test_a_rebuild_produces_exactly_the_live_tables(services: Services) -> None:
