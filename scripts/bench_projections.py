@@ -57,7 +57,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version as package_version
@@ -442,41 +442,35 @@ class TimedRebuild(Rebuild):
         )
         self.switched_at = 0.0
 
-    def _fill_in_parallel(self, builds: list[Any]) -> None:
+    @contextmanager
+    def _timing(self, phase: str) -> Iterator[None]:
         started = time.perf_counter()
         try:
-            super()._fill_in_parallel(builds)
+            yield
         finally:
-            self.phases[self.PARALLEL] += time.perf_counter() - started
-
-    def _create_indexes(self, builds: list[Any]) -> None:
-        started = time.perf_counter()
-        try:
-            super()._create_indexes(builds)
-        finally:
-            self.phases[self.INDEXES] += time.perf_counter() - started
+            self.phases[phase] += time.perf_counter() - started
 
     def _prepare(self, name: str, restart: bool) -> Any:
-        started = time.perf_counter()
-        try:
+        with self._timing(self.PREPARE):
             return super()._prepare(name, restart)
-        finally:
-            self.phases[self.PREPARE] += time.perf_counter() - started
+
+    def _fill_in_parallel(self, builds: list[Any]) -> None:
+        with self._timing(self.PARALLEL):
+            super()._fill_in_parallel(builds)
 
     def _step(self, builds: list[Any]) -> bool:
-        started = time.perf_counter()
-        try:
+        with self._timing(self.FILL):
             return super()._step(builds)
-        finally:
-            self.phases[self.FILL] += time.perf_counter() - started
+
+    def _create_indexes(self, builds: list[Any]) -> None:
+        with self._timing(self.INDEXES):
+            super()._create_indexes(builds)
 
     def _switch(self, build: Any) -> bool:
-        started = time.perf_counter()
-        try:
-            return super()._switch(build)
-        finally:
-            self.phases[self.SWITCH] += time.perf_counter() - started
-            self.switched_at = time.perf_counter()
+        with self._timing(self.SWITCH):
+            switched = super()._switch(build)
+        self.switched_at = time.perf_counter()
+        return switched
 
 
 def full_rebuild(services: Services, events: int) -> tuple[float, float, dict[str, int], dict[str, float]]:
