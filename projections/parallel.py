@@ -120,14 +120,17 @@ def _report(db: ReadDatabase, generations: dict[str, int], reported: int, on_pro
 def main() -> None:
     """Entry point of a worker process: `python -m projections.parallel`, with a pickled Job on stdin."""
     job: Job = pickle.loads(sys.stdin.buffer.read())  # noqa: S301 -- written by our own parent process
-    organizations = Organizations.from_settings(job.settings, create_tables=False)
-    db = ReadDatabase(job.settings.database, pool_size=1)
     try:
-        filler = ShareFiller(organizations, db, job.generations, job.share, job.target, job.batch_size)
-        filler.run(job.parent_pid)
-    finally:
-        db.close()
-        organizations.close()
+        organizations = Organizations.from_settings(job.settings, create_tables=False)
+        db = ReadDatabase(job.settings.database, pool_size=1)
+        try:
+            filler = ShareFiller(organizations, db, job.generations, job.share, job.target, job.batch_size)
+            filler.run(job.parent_pid)
+        finally:
+            db.close()
+            organizations.close()
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the parent says it was interrupted
+        sys.exit(130)
 
 
 class ShareFiller:
