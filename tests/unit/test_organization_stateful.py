@@ -231,6 +231,17 @@ class OrganizationMachine(RuleBasedStateMachine):
             return {err.PrivilegeEscalationError}
         return set()
 
+    def open_invitation_refusals(self, user: str, invitation: dict[str, Any] | None) -> Expected:
+        """Resending or cancelling: a member manager, an invitation still open, a role they may grant."""
+        expected = self.gate(user, "manage:members")
+        if expected:
+            return expected
+        if invitation is None:
+            return {err.InvitationNotFoundError}
+        if not self.is_open(invitation):
+            expected.add(err.InvitationNotPendingError)
+        return expected | self.can_assign(user, invitation["role"])
+
     def can_manage(self, user: str, target: str) -> Expected:
         if user != self.owner and not self.permissions(target) <= self.permissions(user):
             return {err.PrivilegeEscalationError}
@@ -447,17 +458,11 @@ class OrganizationMachine(RuleBasedStateMachine):
     def resend(self, actor: str, ix: int, days: int | None) -> None:
         actor = self.who(actor)
         invitation_id = self.invitation_id_at(ix)
-        expected = self.gate(actor, "manage:members")
         invitation = self.invitations.get(str(invitation_id))
-        if not expected:
-            if invitation is None:
-                expected.add(err.InvitationNotFoundError)
-            else:
-                if not self.is_open(invitation):
-                    expected.add(err.InvitationNotPendingError)
-                expected |= self.can_assign(actor, invitation["role"])
-                if days is not None and not 1 <= days <= 30:
-                    expected.add(err.InvalidValueError)
+        expected = self.open_invitation_refusals(actor, invitation)
+        checked = invitation is not None and not self.gate(actor, "manage:members")  # the days are checked too
+        if checked and days is not None and not 1 <= days <= 30:
+            expected.add(err.InvalidValueError)
         receipt = self.run(
             expected, lambda: self.app.resend_invitation(self.org_id, USERS[actor], invitation_id, expires_in_days=days)
         )
@@ -475,15 +480,8 @@ class OrganizationMachine(RuleBasedStateMachine):
     def cancel(self, actor: str, ix: int) -> None:
         actor = self.who(actor)
         invitation_id = self.invitation_id_at(ix)
-        expected = self.gate(actor, "manage:members")
         invitation = self.invitations.get(str(invitation_id))
-        if not expected:
-            if invitation is None:
-                expected.add(err.InvitationNotFoundError)
-            else:
-                if not self.is_open(invitation):
-                    expected.add(err.InvitationNotPendingError)
-                expected |= self.can_assign(actor, invitation["role"])
+        expected = self.open_invitation_refusals(actor, invitation)
         if self.run(expected, lambda: self.app.cancel_invitation(self.org_id, USERS[actor], invitation_id)):
             assert invitation is not None
             invitation["status"] = "cancelled"
