@@ -68,12 +68,6 @@ class Projection:
     # False when the catch-all `apply` does something (the audit records every event)
     ignores_unregistered_events: ClassVar[bool] = True
 
-    def handle(self, event: Any, w: Writer) -> None:
-        """`apply` the event."""
-        handler = self.handler_for(type(event))
-        if handler is not None:
-            handler(self, event, w)
-
     def handler_for(self, event_class: type) -> Any:
         """The `apply` function for this class of event, or None if it changes nothing; looked up once per class."""
         try:

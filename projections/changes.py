@@ -74,10 +74,6 @@ class TableChanges:
             self.updates.pop(key, None)
             self.increments.pop(key, None)
 
-    def get(self, key: str) -> Row | None:
-        """The row as this batch left it, if the batch created it."""
-        return self.new.get(key)
-
     def clear(self) -> None:
         self.new, self.updates, self.increments, self.deleted = {}, {}, {}, set()
 
@@ -107,10 +103,6 @@ class TableChanges:
         for key in sorted(updates.keys() | increments.keys()):  # sorted: a stable lock order between writers
             signature = (tuple(sorted(updates.get(key, ()))), tuple(sorted(increments.get(key, ()))))
             groups[signature].append(key)
-        for key in increments.keys() - updates.keys():
-            updates[key] = {}
-        for key in updates.keys() - increments.keys():
-            increments[key] = {}
         return groups
 
     def _delete(self, w: Writer, table: str, keys: list[str]) -> None:

@@ -16,6 +16,7 @@ so a rebuild produces exactly what the live runner produced.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +35,10 @@ class ProjectionDecoder:
         self._fallback = transcoder._decode_obj if isinstance(transcoder, JSONTranscoder) else None  # noqa: SLF001
         self._json = json.JSONDecoder(object_hook=self._decode_object)
         self._classes: dict[str, type] = {}
+
+    def batch(self, notifications: Sequence[Notification]) -> list[tuple[int, Any]]:
+        """(position, event) for each notification, in order."""
+        return [(notification.id, self.decode(notification)) for notification in notifications]
 
     def decode(self, notification: Notification) -> Any:
         if not self._lean:

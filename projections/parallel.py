@@ -17,7 +17,6 @@ from there (catch up, switch).
 
 from __future__ import annotations
 
-import logging
 import os
 import pickle
 import subprocess
@@ -35,7 +34,6 @@ from projections.decoding import ProjectionDecoder
 from projections.events import Share, read_share
 from projections.sql import ReadDatabase
 
-log = logging.getLogger(__name__)
 POLL_S = 0.5
 
 
@@ -158,7 +156,7 @@ class ShareFiller:
             # About batch_size events of this share: every share has a similar part of each range.
             reached = min(position + self.batch_size * self.share.parts, self.target)
             notifications = read_share(self.organizations, position, reached, self.share)
-            batch = [(n.id, self.decoder.decode(n)) for n in notifications]
+            batch = self.decoder.batch(notifications)
             with self.db.transaction(wait_for_disk=False) as cursor:
                 for name, projection in self.projections.items():
                     after = tracking.lock_share(self.db, cursor, name, projection.generation, self.share.part)

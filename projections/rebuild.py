@@ -175,7 +175,7 @@ class Rebuild:
         notifications = read_batch(self.organizations, start, self.batch_size)
         if not notifications:
             return False
-        batch = [(n.id, self.decoder.decode(n)) for n in notifications]
+        batch = self.decoder.batch(notifications)
         for build in builds:
             with self.db.transaction(wait_for_disk=False) as cursor:
                 self._apply(cursor, build, batch, tracking.BUILDING)
@@ -188,7 +188,7 @@ class Rebuild:
             active = tracking.lock_generation(self.db, cursor, build.name, tracking.ACTIVE)
             # Under the active row's lock no runner can advance: apply the last events, then swap.
             while notifications := read_batch(self.organizations, build.position, self.batch_size):
-                batch = [(n.id, self.decoder.decode(n)) for n in notifications]
+                batch = self.decoder.batch(notifications)
                 self.on_progress(notifications[-1].id - build.position)
                 self._apply(cursor, build, batch, tracking.BUILDING)
             if active is not None:

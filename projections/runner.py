@@ -24,7 +24,7 @@ from eventsourcing.persistence import Notification
 from membership import Organizations
 from projections import tracking
 from projections.background import BackgroundLoop
-from projections.base import Projection
+from projections.base import Projection, apply_batch
 from projections.catalog import PROJECTIONS
 from projections.decoding import ProjectionDecoder
 from projections.events import read_batch
@@ -117,13 +117,7 @@ class ProjectionRunner(BackgroundLoop):
         active = tracking.lock_generation(self.db, cursor, name, tracking.ACTIVE)
         if active is None or active.position >= last:
             return  # being switched by a rebuild right now, or another runner got here first
-        projection = self._projection(name, active.generation)
-        writer = projection.writer(self.db, cursor)
-        for position, event in batch:
-            if position > active.position:
-                writer.position = position
-                projection.handle(event, writer)
-        projection.flush(writer)
+        apply_batch(self.db, cursor, self._projection(name, active.generation), batch, active.position)
         tracking.set_position(self.db, cursor, name, active.generation, last)
         if active.error:
             tracking.clear_error(self.db, cursor, name, active.generation)
