@@ -206,6 +206,16 @@ class Organizations(Application[UUID]):
             invitation_id,
         )
 
+    def record_skipped_event(
+        self, organization_id: UUID, operator: str, projection: str, position: int, event_type: str, reason: str
+    ) -> Receipt:
+        """An operator had `projection` skip the event at `position` (see projections.parking)."""
+        actor = Actor(f"operator:{operator}", "", operator)
+        return self._update(
+            organization_id,
+            lambda org: org.record_event_skipped(actor, projection, position, event_type, reason, self.clock()),
+        )
+
     # -- invite links --------------------------------------------------------
     def create_invite_link(
         self,

@@ -11,7 +11,6 @@ plus small indexes that keep every command O(1) in the number of members.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +18,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
+from membership import addresses
 from membership import exceptions as err
 from membership.permissions import (
     ADMIN,
@@ -29,6 +29,7 @@ from membership.permissions import (
     closure,
     unknown_permissions,
 )
+from membership.text import check_text
 
 INVITATION_DAYS = range(1, 31)
 INVITE_LINK_DAYS = range(1, 366)
@@ -38,7 +39,7 @@ MAX_ROLE_NAME_LENGTH = 64
 MAX_DESCRIPTION_LENGTH = 500
 MAX_ORGANIZATION_NAME_LENGTH = 200
 MAX_PERSON_NAME_LENGTH = 200
-EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s.]+$")
+MAX_USER_ID_LENGTH = 255
 
 
 @dataclass(frozen=True)
@@ -51,15 +52,13 @@ class Actor:
 
 
 def normalize_email(email: str) -> str:
-    """Invitation e-mails are stored trimmed and lower-cased."""
-    return email.strip().lower()
+    """Invitation e-mails are stored trimmed, lower-cased and composed (NFC), so they compare equal."""
+    return addresses.normalize(email)
 
 
 def validate_email(email: str) -> str:
-    normalized = normalize_email(email)
-    if len(normalized) > 254 or not EMAIL_PATTERN.match(normalized):
-        raise err.InvalidValueError(f"{email!r} is not a valid e-mail address.", field="email")
-    return normalized
+    """`email` trimmed, lower-cased and in NFC form if it can be delivered (see membership.addresses)."""
+    return addresses.validate_email(email)
 
 
 def check_days(days: int, allowed: range, field: str = "expiresInDays") -> None:
@@ -312,6 +311,19 @@ class Organization(Aggregate):
         def apply(self, org: Organization) -> None:
             org.invitations[str(self.invitation_id)]["email_status"] = "failed"
 
+    class EventSkipped(Event):
+        """An operator gave up applying one stored event to one read model (kept for auditors).
+
+        Changes no state: the organization's events are all still there; one read model
+        went on without the one at `position`.
+        """
+
+        TOPIC = "membership:Organization.EventSkipped"
+        projection: str
+        position: int
+        event_type: str
+        reason: str
+
     def __init__(self, name: str, roles: list[dict[str, Any]]) -> None:
         """Runs when the Created event is applied (on creation and on every replay)."""
         self.name = name
@@ -349,7 +361,7 @@ class Organization(Aggregate):
             timestamp=now,
             member_id=owner_member_id,
             user_id=owner.user_id,
-            email=normalize_email(owner.email),
+            email=validate_email(owner.email),
             name=person_name(owner),
             role_id=system_role_id(organization_id, OWNER.key),
             **_stamp(owner),
@@ -469,6 +481,21 @@ class Organization(Aggregate):
             **_stamp(mailer),
         )
         return True
+
+    def record_event_skipped(
+        self, operator: Actor, projection: str, position: int, event_type: str, reason: str, now: datetime
+    ) -> None:
+        """Record, for auditors, that an operator had a read model skip the event at `position`."""
+        check_text(reason, "reason", "A reason")
+        self.trigger_event(
+            self.EventSkipped,
+            timestamp=now,
+            projection=projection,
+            position=position,
+            event_type=event_type,
+            reason=reason[:MAX_DESCRIPTION_LENGTH],
+            **_stamp(operator),
+        )
 
     # -- invite links --------------------------------------------------------
     def create_invite_link(
@@ -756,6 +783,8 @@ class Organization(Aggregate):
         return role
 
     def check_role_text(self, name: str, description: str, renaming: str | None = None) -> tuple[str, str]:
+        check_text(name, "name", "A role name")
+        check_text(description, "description", "A description")
         name = " ".join(name.split())
         if not 1 <= len(name) <= MAX_ROLE_NAME_LENGTH:
             raise err.InvalidValueError(f"A role name must have 1 to {MAX_ROLE_NAME_LENGTH} characters.", "name")
@@ -839,6 +868,7 @@ class Organization(Aggregate):
 
 
 def check_organization_name(name: str) -> str:
+    check_text(name, "name", "An organization name")
     name = " ".join(name.split())
     if not 1 <= len(name) <= MAX_ORGANIZATION_NAME_LENGTH:
         raise err.InvalidValueError(
@@ -849,9 +879,19 @@ def check_organization_name(name: str) -> str:
 
 def person_name(actor: Actor) -> str:
     """Names come from identity tokens: whitespace folded, length capped."""
+    check_text(actor.name, "name", "A person's name")
     return " ".join(actor.name.split())[:MAX_PERSON_NAME_LENGTH]
+
+
+def check_actor(actor: Actor) -> None:
+    """Who acts comes from a token: its id and e-mail are stored in every event, so they obey the text rule."""
+    if not 1 <= len(actor.user_id) <= MAX_USER_ID_LENGTH:
+        raise err.InvalidValueError(f"A user id must have 1 to {MAX_USER_ID_LENGTH} characters.", "sub")
+    check_text(actor.user_id, "sub", "A user id")
+    check_text(actor.email, "email", "An e-mail address")
 
 
 def _stamp(actor: Actor) -> dict[str, str]:
     """The actor fields every event carries."""
+    check_actor(actor)
     return {"actor_id": actor.user_id, "actor_email": normalize_email(actor.email)}

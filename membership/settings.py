@@ -20,6 +20,11 @@ from membership.persistence import PollingSQLiteApplicationRecorder
 DEFAULT_DATABASE_URL = "sqlite:///var/membership.db"
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name, not a secret)
 JWT_SECRET_FILE = "jwt_secret"  # noqa: S105
+DEFAULT_REQUEST_THREADS = 8  # threads answering requests in one `membership serve` process
+# Besides those, threads of one process that may each hold a connection of each pool at once: the
+# projection runner, the invitation mailer, the bulk-job runner and the snapshot taker.
+BACKGROUND_THREADS = 4
+SQLITE_POOL_CONNECTIONS = 15  # eventsourcing's SQLite pool: 5 kept + 10 overflow (not configurable)
 
 
 class ConfigurationError(Exception):
@@ -40,6 +45,7 @@ class Database:
     dbname: str = ""
     schema: str = "public"
     local_dir: Path | None = None  # MEMBERSHIP_VAR_DIR
+    request_threads: int = DEFAULT_REQUEST_THREADS  # `membership serve --threads`; sizes the connection pools
 
     @classmethod
     def from_url(cls, url: str) -> Database:
@@ -91,6 +97,18 @@ class Database:
             return self.local_dir
         return self.sqlite_path.parent if self.sqlite_path else Path("var")
 
+    @property
+    def connections(self) -> int:
+        """Connections one process may use at once, per pool: one for each request and background thread."""
+        return self.request_threads + BACKGROUND_THREADS
+
+    def serving(self, threads: int) -> Database:
+        """This database for a server process answering requests with `threads` threads."""
+        if self.backend == "sqlite" and threads + BACKGROUND_THREADS > SQLITE_POOL_CONNECTIONS:
+            limit = SQLITE_POOL_CONNECTIONS - BACKGROUND_THREADS
+            raise ConfigurationError(f"MEMBERSHIP_THREADS: at most {limit} threads on SQLite, not {threads}")
+        return replace(self, request_threads=threads)
+
     def eventsourcing_env(self) -> dict[str, str]:
         """The library settings for this database (applications and projections)."""
         if self.backend == "sqlite":
@@ -112,8 +130,9 @@ class Database:
             # The library retries ~10 times: keep each wait short so failures surface in seconds.
             "POSTGRES_CONNECT_TIMEOUT": "5",
             "POSTGRES_LOCK_TIMEOUT": "5",
-            "POSTGRES_POOL_SIZE": "4",
-            "POSTGRES_MAX_OVERFLOW": "8",
+            # Kept open: 4; opened when busy: up to one connection per thread, so none waits for another.
+            "POSTGRES_POOL_SIZE": str(min(4, self.connections)),
+            "POSTGRES_MAX_OVERFLOW": str(max(self.connections - 4, 0)),
             "POSTGRES_PRE_PING": "y",
         }
 
@@ -196,6 +215,9 @@ class Settings:
     cache_size: int = 100
     max_pending_invitations: int = 1000
     invites_per_hour: int = 100
+    organizations_per_hour: int = 10
+    accept_failures: int = 10  # failed accepts (bad token or code) per user per window, then 429
+    accept_failure_window_s: int = 600
     smtp: Smtp = field(default_factory=Smtp)
 
     @classmethod
@@ -210,6 +232,9 @@ class Settings:
             tokens=TokenVerification.from_env(env, database),
             public_url=(env.get("MEMBERSHIP_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
             invites_per_hour=_positive_int(env, "MEMBERSHIP_INVITES_PER_HOUR", 100),
+            organizations_per_hour=_positive_int(env, "MEMBERSHIP_ORGANIZATIONS_PER_HOUR", 10),
+            accept_failures=_positive_int(env, "MEMBERSHIP_ACCEPT_FAILURES", 10),
+            accept_failure_window_s=_positive_int(env, "MEMBERSHIP_ACCEPT_FAILURE_WINDOW_SECONDS", 600),
             smtp=Smtp.from_env(env),
             snapshot_interval=_positive_int(env, "MEMBERSHIP_SNAPSHOT_INTERVAL", 500),
             cache_size=_positive_int(env, "MEMBERSHIP_CACHE_SIZE", 100),

@@ -23,6 +23,7 @@ FIXTURES = Path(__file__).parent.parent / "fixtures"
 FIXTURE = FIXTURES / "organization_events_v1.jsonl"
 ORG_ID = UUID("0f817fcb-018e-4563-95fe-e9d2f44da66c")
 MAIL_ORG_ID = UUID("acfe1439-f1e2-42c2-a963-c34ec24cf327")
+PARKED_ORG_ID = UUID("5b2d7c1e-3f4a-4c6b-9e8d-7a1b2c3d4e5f")
 
 
 def load_fixture(app: Organizations, fixture: Path = FIXTURE) -> None:
@@ -75,6 +76,23 @@ def test_the_e_mail_outcome_fixture_replays_to_the_known_state(organizations: Or
     assert by_email["ann@mail.example"]["email_status"] == "sent"  # sent again after the resend
     assert by_email["bounce@mail.example"]["email_status"] == "failed"
     assert org.version == 8
+
+
+def test_the_skipped_event_fixture_replays_and_changes_nothing_but_the_version(organizations: Organizations) -> None:
+    load_fixture(organizations, FIXTURES / "organization_events_v3.jsonl")
+
+    org = organizations.get_organization(PARKED_ORG_ID)
+
+    assert (org.name, org.version, len(org.members)) == ("Parked Labs", 3, 1)
+    events = organizations.repository.event_store.get(PARKED_ORG_ID)
+    skipped = list(events)[-1]
+    assert isinstance(skipped, Organization.EventSkipped)
+    assert (skipped.projection, skipped.position, skipped.event_type, skipped.actor_id) == (
+        "audit",
+        42,
+        "RoleCreated",
+        "operator:alice",
+    )
 
 
 def test_every_event_type_is_in_a_fixture() -> None:
