@@ -13,6 +13,7 @@ from functools import singledispatchmethod
 from typing import Any, ClassVar
 
 from projections.changes import TableChanges, column_types
+from projections.decoding import UndecodableEvent
 from projections.sql import POSTGRES_TYPES, Cursor, ReadDatabase
 
 
@@ -75,7 +76,9 @@ class Projection:
         except KeyError:
             descriptor = next(vars(cls)["apply"] for cls in type(self).__mro__ if "apply" in vars(cls))
             handler = descriptor.dispatcher.dispatch(event_class)
-            if self.ignores_unregistered_events and handler is descriptor.dispatcher.dispatch(object):
+            if event_class is UndecodableEvent:
+                handler = _fail_undecodable  # nobody may skip it silently: it may be one they use
+            elif self.ignores_unregistered_events and handler is descriptor.dispatcher.dispatch(object):
                 handler = None
             self._handlers[event_class] = handler
             return handler
@@ -122,9 +125,19 @@ class Projection:
 
 
 def apply_batch(
-    db: ReadDatabase, cursor: Cursor, projection: Projection, batch: Sequence[tuple[int, Any]], after: int
+    db: ReadDatabase,
+    cursor: Cursor,
+    projection: Projection,
+    batch: Sequence[tuple[int, Any]],
+    after: int,
+    held: frozenset[str] = frozenset(),
 ) -> None:
-    """Apply the batch's events after position `after` (in order, pipelined on PostgreSQL), then flush."""
+    """Apply the batch's events after position `after` (in order, pipelined on PostgreSQL), then flush.
+
+    Events of the `held` aggregates (parked, see projections.parking) are left out.
+    """
+    if held:
+        batch = [(position, event) for position, event in batch if str(event.originator_id) not in held]
     writer = projection.writer(db, cursor)
     handler_for = projection.handler_for
     with db.pipelined(cursor):
@@ -133,3 +146,7 @@ def apply_batch(
                 writer.position = position
                 handler(projection, event, writer)
     projection.flush(writer)  # outside the pipeline: it may COPY
+
+
+def _fail_undecodable(projection: Projection, event: UndecodableEvent, w: Writer) -> None:
+    raise ValueError(f"cannot decode the stored {event.topic} event: {event.error}") from event.error

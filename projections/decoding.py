@@ -17,11 +17,28 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from eventsourcing.persistence import JSONTranscoder, Mapper, Notification
 from eventsourcing.utils import resolve_topic
+
+
+@dataclass(frozen=True)
+class UndecodableEvent:
+    """A stored event that could not be decoded (an unknown topic, a broken upcaster, bad bytes)."""
+
+    notification: Notification
+    error: Exception
+
+    @property
+    def originator_id(self) -> Any:
+        return self.notification.originator_id
+
+    @property
+    def topic(self) -> str:
+        return self.notification.topic
 
 
 class ProjectionDecoder:
@@ -37,8 +54,15 @@ class ProjectionDecoder:
         self._classes: dict[str, type] = {}
 
     def batch(self, notifications: Sequence[Notification]) -> list[tuple[int, Any]]:
-        """(position, event) for each notification, in order."""
-        return [(notification.id, self.decode(notification)) for notification in notifications]
+        """(position, event) for each notification, in order; an event that cannot be decoded
+        becomes an `UndecodableEvent`, which every projection fails on (and so parks) alone."""
+        batch: list[tuple[int, Any]] = []
+        for notification in notifications:
+            try:
+                batch.append((notification.id, self.decode(notification)))
+            except Exception as error:  # noqa: BLE001 -- whatever it is, it belongs to this event only
+                batch.append((notification.id, UndecodableEvent(notification, error)))
+        return batch
 
     def decode(self, notification: Notification) -> Any:
         if not self._lean:

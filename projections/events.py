@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import Notification
 from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg.rows import tuple_row
 
 from membership import Organizations
@@ -34,6 +37,25 @@ def read_batch(organizations: Organizations, after: int, limit: int) -> Sequence
     return _select(recorder, "notification_id > %s ORDER BY notification_id LIMIT %s", [after, limit])
 
 
+def read_aggregate(organizations: Organizations, aggregate_id: UUID, after: int, upto: int) -> list[Notification]:
+    """One aggregate's notifications in positions (after, upto], in order (to retry what was parked)."""
+    recorder = organizations.recorder
+    if isinstance(recorder, PostgresApplicationRecorder):
+        condition = "originator_id = %s AND notification_id > %s AND notification_id <= %s ORDER BY notification_id"
+        return _select(recorder, condition, [aggregate_id, after, upto])
+    assert isinstance(recorder, SQLiteApplicationRecorder)
+    statement = (
+        "SELECT rowid, originator_id, originator_version, topic, state"
+        f" FROM {recorder.events_table_name} WHERE originator_id = ? AND rowid > ? AND rowid <= ? ORDER BY rowid"
+    )
+    with recorder.datastore.transaction(commit=False) as cursor:
+        cursor.execute(statement, (aggregate_id.hex, after, upto))
+        return [
+            Notification(id=row[0], originator_id=UUID(row[1]), originator_version=row[2], topic=row[3], state=row[4])
+            for row in cursor.fetchall()
+        ]
+
+
 def read_share(organizations: Organizations, after: int, upto: int, share: Share) -> Sequence[Notification]:
     """The share's notifications in positions (after, upto], in order (PostgreSQL only).
 
@@ -49,7 +71,7 @@ def read_share(organizations: Organizations, after: int, upto: int, share: Share
     return _select(recorder, condition, [after, upto, share.parts, share.part])
 
 
-def _select(recorder: PostgresApplicationRecorder, condition: str, params: list[int]) -> list[Notification]:
+def _select(recorder: PostgresApplicationRecorder, condition: str, params: list[Any]) -> list[Notification]:
     statement = (
         "SELECT notification_id, originator_id, originator_version, topic, state"
         f" FROM {recorder.datastore.schema}.{recorder.events_table_name} WHERE {condition}"

@@ -27,11 +27,12 @@ from dataclasses import dataclass, replace
 
 from membership import Organizations
 from membership.settings import Settings
-from projections import tracking
+from projections import parking, tracking
 from projections.base import apply_batch
 from projections.catalog import PROJECTIONS
 from projections.decoding import ProjectionDecoder
 from projections.events import Share, read_share
+from projections.retrying import Target, apply_or_park, is_item_failure, skipped_positions, without
 from projections.sql import ReadDatabase
 
 POLL_S = 0.5
@@ -147,6 +148,7 @@ class ShareFiller:
         self.decoder = ProjectionDecoder(organizations.mapper)
         self.target, self.batch_size = target, batch_size
         self.projections = {name: PROJECTIONS[name](generation) for name, generation in sorted(generations.items())}
+        self.skipped = skipped_positions(organizations, list(self.projections))  # operators' skips hold in rebuilds
 
     def run(self, parent_pid: int | None = None) -> None:
         """Until every projection's share reaches the target; stops if the parent process is gone."""
@@ -157,14 +159,33 @@ class ShareFiller:
             reached = min(position + self.batch_size * self.share.parts, self.target)
             notifications = read_share(self.organizations, position, reached, self.share)
             batch = self.decoder.batch(notifications)
-            with self.db.transaction(wait_for_disk=False) as cursor:
+            try:
+                with self.db.transaction(wait_for_disk=False) as cursor:
+                    for name, projection in self.projections.items():
+                        after = tracking.lock_share(self.db, cursor, name, projection.generation, self.share.part)
+                        if after < reached:
+                            held = parking.held(self.db, cursor, name, projection.generation)
+                            apply_batch(self.db, cursor, projection, without(batch, self.skipped[name]), after, held)
+                            tracking.set_share_position(
+                                self.db, cursor, name, projection.generation, self.share.part, reached
+                            )
+            except Exception as error:
+                if not is_item_failure(error):
+                    raise
                 for name, projection in self.projections.items():
-                    after = tracking.lock_share(self.db, cursor, name, projection.generation, self.share.part)
-                    if after < reached:
-                        apply_batch(self.db, cursor, projection, batch, after)
-                        tracking.set_share_position(
-                            self.db, cursor, name, projection.generation, self.share.part, reached
-                        )
+                    projection.forget_uncommitted()
+                    wanted = without(batch, self.skipped[name])
+                    apply_or_park(self.db, self.organizations, projection, self._target(name), wanted, reached)
+
+    def _target(self, name: str) -> Target:
+        """This share's position in the projection's generation (where apply_or_park records progress)."""
+        generation, part = self.projections[name].generation, self.share.part
+        return Target(
+            name,
+            generation,
+            lambda cursor: tracking.lock_share(self.db, cursor, name, generation, part),
+            lambda cursor, position: tracking.set_share_position(self.db, cursor, name, generation, part, position),
+        )
 
     def _lowest_position(self) -> int:
         with self.db.snapshot() as cursor:

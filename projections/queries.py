@@ -13,12 +13,14 @@ import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from membership.permissions import SYSTEM_ROLES
 from projections import tracking
 from projections.catalog import PROJECTIONS
+from projections.mail import outbox
 from projections.records import (
     ActorRef,
     InvitationRecord,
@@ -139,10 +141,16 @@ _MEMBER_SELECT = (
     f"{_ROLE_COLUMNS} FROM {{members}} m JOIN {{roles}} r ON r.role_id = m.role_id "
     "LEFT JOIN member_activity a ON a.organization_id = m.organization_id AND a.user_id = m.user_id"
 )
+# The e-mail of the invitation's current token: its delivery is the mailer's latest one created at or after
+# the invitation was (re-)sent (one indexed lookup per invitation).
 _INVITATION_SELECT = (
     "SELECT i.invitation_id, i.organization_id, i.email, i.status, i.invited_by_id, i.invited_by_email, "
     "i.created_at, i.expires_at, i.resent_at, i.resend_count, i.closed_at, "
-    f"{_ROLE_COLUMNS}, i.email_status, i.last_sent_at FROM {{invitations}} i JOIN {{roles}} r ON r.role_id = i.role_id"
+    f"{_ROLE_COLUMNS}, i.email_status, i.last_sent_at, d.status, d.last_error, d.next_attempt_at "
+    "FROM {invitations} i JOIN {roles} r ON r.role_id = i.role_id "
+    "LEFT JOIN mail_deliveries d ON d.delivery_id = (SELECT m.delivery_id FROM mail_deliveries m "
+    "WHERE m.invitation_id = i.invitation_id AND m.created_at >= COALESCE(i.resent_at, i.created_at) "
+    "ORDER BY m.created_at DESC LIMIT 1)"
 )
 _LINK_SELECT = (
     "SELECT l.link_id, l.organization_id, l.max_uses, l.use_count, l.expires_at, l.created_by_id, "
@@ -163,6 +171,8 @@ def encode_cursor(*values: Any) -> str:
 
 def decode_cursor(cursor: str, size: int) -> list[Any]:
     """The values a cursor holds; ValueError when it was not made by `encode_cursor`."""
+    if not cursor.isascii() or not all(c.isalnum() or c in "-_" for c in cursor):
+        raise ValueError("not a valid cursor")  # the decoder would skip stray characters, not refuse them
     try:
         values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (ValueError, binascii.Error) as error:
@@ -189,8 +199,20 @@ def _invitation(db: ReadDatabase, row: Sequence[Any], now: datetime) -> Invitati
     status = "expired" if row[3] == "pending" and expires_at <= now else row[3]
     return InvitationRecord(
         row[0], row[1], row[2], status, _role(db, row[11:16]), row[4], row[5],
-        db.when(row[6]), expires_at, t(row[8]), int(row[9]), t(row[10]), row[16], t(row[17]),
+        db.when(row[6]), expires_at, t(row[8]), int(row[9]), t(row[10]), *_email(db, row[16], row[17:21]),
     )  # fmt: skip
+
+
+def _email(db: ReadDatabase, recorded: str, columns: Sequence[Any]) -> tuple[str, Any, str | None, Any]:
+    """email_status, last_sent_at, last_error, next_attempt_at: recorded outcomes (events) first, then the mailer's row."""
+    last_sent_at, state, error, next_attempt_at = columns
+    if recorded in ("sent", "failed") or state in (None, outbox.SKIPPED):
+        status = recorded
+    else:
+        status = "retrying" if state == outbox.QUEUED and error is not None else state
+    waiting = status in ("queued", "retrying") and state == outbox.QUEUED
+    shown_error = error if status in ("retrying", "sending", "failed") else None
+    return status, db.from_db_time(last_sent_at), shown_error, db.from_db_time(next_attempt_at) if waiting else None
 
 
 def _link(db: ReadDatabase, row: Sequence[Any]) -> InviteLinkRecord:
@@ -238,26 +260,83 @@ def _keyset_page(
 ) -> tuple[int, list[Any]]:
     """How many rows match, and the next `limit` + 1 after the cursor (a time and an id), in `order`."""
     time_column, id_column, descending = order
-    page_where, page_params = filters, list(params)
-    if cursor:
-        at, item_id = decode_cursor(cursor, 2)
-        after = "<" if descending else ">"
-        page_where += f" AND ({time_column} {after} %s OR ({time_column} = %s AND {id_column} {after} %s))"
-        moment = db.to_db_time(datetime.fromisoformat(str(at)))
-        page_params.extend([moment, moment, item_id])
-    direction = " DESC" if descending else ""
+    keys = (Key(time_column, descending, datetime), Key(id_column, descending))
+    after, after_params = _after(db, keys, cursor) if cursor else ("", [])
     with read(db) as tables:
         total = tables.fetch(f"SELECT COUNT(*) FROM {count_from} WHERE {filters}", *params)[0][0]
         rows = tables.fetch(
-            f"{select} WHERE {page_where} ORDER BY {time_column}{direction}, {id_column}{direction} LIMIT %s",
-            *page_params,
-            limit + 1,
+            f"{select} WHERE {filters}{after} ORDER BY {_order(keys)} LIMIT %s", *params, *after_params, limit + 1
         )
     return int(total), rows
 
 
 def _next_cursor(items: Sequence[Any], more: bool, time_attribute: str) -> str | None:
     return encode_cursor(getattr(items[-1], time_attribute).isoformat(), items[-1].id) if more else None
+
+
+@dataclass(frozen=True)
+class Key:
+    """One expression of a list's order, and what its cursors hold for it (str, int or datetime)."""
+
+    column: str
+    descending: bool = False
+    kind: type = str
+
+
+def _ordered_page(
+    db: ReadDatabase,
+    count_from: str,
+    select: str,
+    filters: str,
+    params: Sequence[Any],
+    keys: Sequence[Key],
+    cursor: str | None,
+    limit: int,
+) -> tuple[int, list[Any], bool]:
+    """How many rows match, the first `limit` after the cursor in the order of `keys`, and whether more follow."""
+    after, after_params = _after(db, keys, cursor) if cursor else ("", [])
+    with read(db) as tables:
+        total = tables.fetch(f"SELECT COUNT(*) FROM {count_from} WHERE {filters}", *params)[0][0]
+        rows = tables.fetch(
+            f"{select} WHERE {filters}{after} ORDER BY {_order(keys)} LIMIT %s", *params, *after_params, limit + 1
+        )
+    return int(total), rows[:limit], len(rows) > limit
+
+
+def _order(keys: Sequence[Key]) -> str:
+    return ", ".join(f"{key.column}{' DESC' if key.descending else ''}" for key in keys)
+
+
+def _after(db: ReadDatabase, keys: Sequence[Key], cursor: str) -> tuple[str, list[Any]]:
+    """` AND ...`: the rows after the cursor in the order of `keys`; ValueError for a cursor we did not make."""
+    values = [_cursor_value(db, key, value) for key, value in zip(keys, decode_cursor(cursor, len(keys)), strict=True)]
+    clauses, params = [], [values[0]]
+    for i, key in enumerate(keys):
+        ties = [f"{tied.column} = %s" for tied in keys[:i]]
+        clauses.append(" AND ".join([*ties, f"{key.column} {'<' if key.descending else '>'} %s"]))
+        params.extend(values[: i + 1])
+    # The first key's bound alone lets an index range scan start at the cursor.
+    bound = f"{keys[0].column} {'<=' if keys[0].descending else '>='} %s"
+    return f" AND {bound} AND (({') OR ('.join(clauses)}))", params
+
+
+def _cursor_value(db: ReadDatabase, key: Key, value: Any) -> Any:
+    if key.kind is datetime and isinstance(value, str):
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            raise ValueError("not a valid cursor")
+        try:
+            return db.to_db_time(moment.astimezone(UTC))
+        except OverflowError:
+            raise ValueError("not a valid cursor") from None
+    if type(value) is not key.kind:
+        raise ValueError("not a valid cursor")
+    return value
+
+
+def _cursor_after(*values: Any) -> str:
+    """The cursor for the rows after one with these key values."""
+    return encode_cursor(*(value.isoformat() if isinstance(value, datetime) else value for value in values))
 
 
 def list_members(
@@ -331,14 +410,19 @@ def get_invitation(
     return _invitation(db, rows[0], now) if rows else None
 
 
-def list_invite_links(db: ReadDatabase, organization_id: UUID) -> list[InviteLinkRecord]:
+_LINK_KEYS = (Key("l.created_at", descending=True, kind=datetime), Key("l.link_id"))
+
+
+def list_invite_links(
+    db: ReadDatabase, organization_id: UUID, limit: int = 50, cursor: str | None = None
+) -> Page[InviteLinkRecord]:
     """Links not deleted, newest first (expired and used-up ones included, so admins see them)."""
-    with read(db) as tables:
-        rows = tables.fetch(
-            f"{_LINK_SELECT} WHERE l.organization_id = %s AND l.deleted_at IS NULL ORDER BY l.created_at DESC, l.link_id",
-            str(organization_id),
-        )
-    return [_link(db, row) for row in rows]
+    total, rows, more = _ordered_page(
+        db, "{invite_links} l", _LINK_SELECT, "l.organization_id = %s AND l.deleted_at IS NULL",
+        [str(organization_id)], _LINK_KEYS, cursor, limit,
+    )  # fmt: skip
+    links = [_link(db, row) for row in rows]
+    return Page(links, total, _cursor_after(links[-1].created_at, links[-1].id) if more else None)
 
 
 def get_invite_link(db: ReadDatabase, organization_id: UUID, link_id: UUID) -> InviteLinkRecord | None:
@@ -349,32 +433,66 @@ def get_invite_link(db: ReadDatabase, organization_id: UUID, link_id: UUID) -> I
     return _link(db, rows[0]) if rows else None
 
 
+# The roles' order: system roles in their fixed order (Owner, Admin, Developer, Viewer), then custom roles by
+# creation. The rank is the first key, so a cursor keeps that order across pages.
+_ROLE_RANK = (
+    f"CASE WHEN r.is_system = 0 THEN {len(SYSTEM_ROLES) + 1} "
+    + "".join(f"WHEN r.name = '{role.name}' THEN {rank} " for rank, role in enumerate(SYSTEM_ROLES))
+    + f"ELSE {len(SYSTEM_ROLES)} END"
+)
+_ROLE_KEYS = (Key(_ROLE_RANK, kind=int), Key("r.created_at", kind=datetime), Key("r.role_id"))
+_COUNTED_ROLE_SELECT = (
+    f"SELECT {_ROLE_COLUMNS}, (SELECT COUNT(*) FROM {{members}} m WHERE m.organization_id = r.organization_id"
+    f" AND m.role_id = r.role_id), {_ROLE_RANK}, r.created_at FROM {{roles}} r"
+)
+
+
+def role_page(db: ReadDatabase, organization_id: UUID, limit: int = 50, cursor: str | None = None) -> Page[RoleRecord]:
+    """A page of roles with their member counts, in the roles' order (system roles first)."""
+    select, filters = _COUNTED_ROLE_SELECT, "r.organization_id = %s"
+    total, rows, more = _ordered_page(
+        db, "{roles} r", select, filters, [str(organization_id)], _ROLE_KEYS, cursor, limit
+    )
+    roles = [_role(db, row[:5], int(row[5])) for row in rows]
+    return Page(roles, total, _cursor_after(rows[-1][6], db.when(rows[-1][7]), rows[-1][0]) if more else None)
+
+
 def list_roles(db: ReadDatabase, organization_id: UUID) -> list[RoleRecord]:
-    """System roles first (Owner, Admin, Developer, Viewer), then custom roles by creation."""
+    """Every role, in the roles' order (to find one by name; the API lists them a page at a time)."""
     with read(db) as tables:
         rows = tables.fetch(
-            f"SELECT {_ROLE_COLUMNS}, (SELECT COUNT(*) FROM {{members}} m WHERE m.role_id = r.role_id) "
-            "FROM {roles} r WHERE r.organization_id = %s ORDER BY r.is_system DESC, r.created_at, r.role_id",
-            str(organization_id),
+            f"{_COUNTED_ROLE_SELECT} WHERE r.organization_id = %s ORDER BY {_order(_ROLE_KEYS)}", str(organization_id)
         )
-    order = {"Owner": 0, "Admin": 1, "Developer": 2, "Viewer": 3}
-    roles = [_role(db, row[:5], int(row[5])) for row in rows]
-    return sorted(roles, key=lambda role: (not role.is_system, order.get(role.name, 4) if role.is_system else 0))
+    return [_role(db, row[:5], int(row[5])) for row in rows]
 
 
 def get_role(db: ReadDatabase, organization_id: UUID, role_id: UUID) -> RoleRecord | None:
-    return next((role for role in list_roles(db, organization_id) if role.id == str(role_id)), None)
-
-
-def organizations_of(db: ReadDatabase, user_id: str) -> list[OrganizationRecord]:
     with read(db) as tables:
         rows = tables.fetch(
-            f"SELECT o.organization_id, o.name, o.created_at, {_ROLE_COLUMNS} FROM {{members}} m "
-            "JOIN {organizations} o ON o.organization_id = m.organization_id JOIN {roles} r ON r.role_id = m.role_id "
-            "WHERE m.user_id = %s ORDER BY o.created_at, o.organization_id",
-            user_id,
+            f"{_COUNTED_ROLE_SELECT} WHERE r.organization_id = %s AND r.role_id = %s",
+            str(organization_id),
+            str(role_id),
         )
-    return [OrganizationRecord(r[0], r[1], db.when(r[2]), _role(db, r[3:8])) for r in rows]
+    return _role(db, rows[0][:5], int(rows[0][5])) if rows else None
+
+
+_MEMBERSHIPS = "{members} m JOIN {organizations} o ON o.organization_id = m.organization_id"
+_ORGANIZATION_KEYS = (Key("o.created_at", kind=datetime), Key("o.organization_id"))
+
+
+def organizations_of(
+    db: ReadDatabase, user_id: str, limit: int = 50, cursor: str | None = None
+) -> Page[OrganizationRecord]:
+    """The organizations `user_id` belongs to, with their role in each, oldest first."""
+    total, rows, more = _ordered_page(
+        db, _MEMBERSHIPS,
+        f"SELECT o.organization_id, o.name, o.created_at, {_ROLE_COLUMNS} FROM {_MEMBERSHIPS} "
+        "JOIN {roles} r ON r.role_id = m.role_id",
+        "m.user_id = %s", [user_id], _ORGANIZATION_KEYS, cursor, limit,
+    )  # fmt: skip
+    organizations = [OrganizationRecord(r[0], r[1], db.when(r[2]), _role(db, r[3:8])) for r in rows]
+    last = organizations[-1] if more else None
+    return Page(organizations, total, _cursor_after(last.created_at, last.id) if last else None)
 
 
 def get_organization(db: ReadDatabase, organization_id: UUID) -> OrganizationRecord | None:
@@ -384,18 +502,6 @@ def get_organization(db: ReadDatabase, organization_id: UUID) -> OrganizationRec
             str(organization_id),
         )
     return OrganizationRecord(rows[0][0], rows[0][1], db.when(rows[0][2])) if rows else None
-
-
-def invitations_sent_since(db: ReadDatabase, user_id: str, since: datetime) -> list[datetime]:
-    """When `user_id` invited or re-sent invitations since `since`, oldest first (for the hourly limit)."""
-    with read(db) as tables:
-        rows = tables.fetch(
-            "SELECT occurred_at FROM {audit_log} WHERE actor_id = %s AND occurred_at > %s"
-            " AND event_type IN ('MemberInvited', 'InvitationResent') ORDER BY occurred_at",
-            user_id,
-            db.to_db_time(since),
-        )
-    return [db.when(row[0]) for row in rows]
 
 
 def touch_activity(db: ReadDatabase, organization_id: UUID, user_id: str, at: datetime) -> None:
@@ -438,12 +544,13 @@ def get_job(db: ReadDatabase, organization_id: UUID, job_id: UUID) -> JobRecord 
     return _job(db, rows[0], tuple(JobItemRecord(*item) for item in items))
 
 
-def list_jobs(db: ReadDatabase, organization_id: UUID, limit: int = 50) -> list[JobRecord]:
+_JOB_KEYS = (Key("created_at", descending=True, kind=datetime), Key("job_id"))
+
+
+def list_jobs(db: ReadDatabase, organization_id: UUID, limit: int = 50, cursor: str | None = None) -> Page[JobRecord]:
     """The organization's jobs, newest first, without item results."""
-    with read(db) as tables:
-        rows = tables.fetch(
-            f"{_JOB_SELECT} WHERE organization_id = %s ORDER BY created_at DESC, job_id LIMIT %s",
-            str(organization_id),
-            limit,
-        )
-    return [_job(db, row) for row in rows]
+    total, rows, more = _ordered_page(
+        db, "{jobs}", _JOB_SELECT, "organization_id = %s", [str(organization_id)], _JOB_KEYS, cursor, limit
+    )
+    jobs = [_job(db, row) for row in rows]
+    return Page(jobs, total, _cursor_after(jobs[-1].created_at, jobs[-1].id) if more else None)

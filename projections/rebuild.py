@@ -20,11 +20,12 @@ from typing import Any
 
 from membership import Organizations
 from membership.settings import Settings
-from projections import parallel, tracking
+from projections import parallel, parking, tracking
 from projections.base import Projection, apply_batch
 from projections.catalog import PROJECTIONS
 from projections.decoding import ProjectionDecoder
 from projections.events import read_batch
+from projections.retrying import apply_or_park, generation_target, is_item_failure, skipped_positions, without
 from projections.sql import Cursor, ReadDatabase
 
 log = logging.getLogger(__name__)
@@ -77,15 +78,17 @@ class Rebuild:
         self.settings = settings
         self.workers = workers
         self.parallel_min_events = parallel_min_events
+        self.skipped: dict[str, frozenset[int]] = {}  # by projection: events operators had it skip
 
     def run(self, restart: bool = False) -> dict[str, int]:
         """Build, catch up and switch; returns the new active generation of each projection."""
+        self.skipped = skipped_positions(self.organizations, self.names)
         builds = [self._prepare(name, restart) for name in self.names]
         self._fill_in_parallel(builds)
         while self._step(builds):
             pass
         self._create_indexes(builds)
-        retired = [build.name for build in builds if self._switch(build)]
+        retired = [build.name for build in builds if self._switch_when_caught_up(builds, build)]
         if retired:
             time.sleep(self.retired_grace_s)  # once, however many projections were switched
             for name in retired:
@@ -109,6 +112,7 @@ class Rebuild:
             building = tracking.lock_generation(self.db, cursor, name, tracking.BUILDING)
             if building is not None and restart:
                 PROJECTIONS[name](building.generation).drop_tables(cursor)
+                parking.drop_generation(self.db, cursor, name, building.generation)
                 tracking.delete_shares(self.db, cursor, name, building.generation)
                 tracking.delete_generation(self.db, cursor, name, building.generation)
                 building = None
@@ -177,10 +181,34 @@ class Rebuild:
             return False
         batch = self.decoder.batch(notifications)
         for build in builds:
-            with self.db.transaction(wait_for_disk=False) as cursor:
-                self._apply(cursor, build, batch, tracking.BUILDING)
+            try:
+                with self.db.transaction(wait_for_disk=False) as cursor:
+                    self._apply(cursor, build, batch, tracking.BUILDING)
+            except Exception as error:
+                build.projection.forget_uncommitted()
+                if not is_item_failure(error):
+                    raise
+                target = generation_target(self.db, build.name, build.projection.generation, tracking.BUILDING)
+                skipped = without(batch, self.skipped.get(build.name, frozenset()))
+                apply_or_park(self.db, self.organizations, build.projection, target, skipped, batch[-1][0])
+                build.position = batch[-1][0]
         self.on_progress(notifications[-1].id - start)
         return True
+
+    def _switch_when_caught_up(self, builds: list[Build], build: Build) -> bool:
+        """Switch; should one of the last events fail under the lock, park it outside the lock and try again."""
+        while True:
+            try:
+                return self._switch(build)
+            except Exception as error:
+                build.projection.forget_uncommitted()
+                if not is_item_failure(error):
+                    raise
+                with self.db.snapshot() as cursor:  # what the rolled-back transaction had applied is gone
+                    building = tracking.lock_generation(self.db, cursor, build.name, tracking.BUILDING)
+                    assert building is not None
+                    build.position = building.position
+                self._step([build])
 
     def _switch(self, build: Build) -> bool:
         """Make the build active; True when an older generation was retired (to drop after the grace period)."""
@@ -202,13 +230,17 @@ class Rebuild:
             for generation in tracking.all_generations(self.db, cursor):
                 if generation.name == name and generation.state == tracking.RETIRED:
                     PROJECTIONS[name](generation.generation).drop_tables(cursor)
+                    parking.drop_generation(self.db, cursor, name, generation.generation)
                     tracking.delete_generation(self.db, cursor, name, generation.generation)
 
     def _apply(self, cursor: Cursor, build: Build, batch: Sequence[tuple[int, Any]], state: str) -> None:
+        """Apply the batch (but the events operators had skipped) and record how far the build got."""
+        last = batch[-1][0]
+        batch = without(batch, self.skipped.get(build.name, frozenset()))
         generation = tracking.lock_generation(self.db, cursor, build.name, state)
         assert generation is not None and generation.generation == build.projection.generation
-        apply_batch(self.db, cursor, build.projection, batch, generation.position)
-        last = batch[-1][0]
+        held = parking.held(self.db, cursor, build.name, generation.generation)
+        apply_batch(self.db, cursor, build.projection, batch, generation.position, held)
         if last > generation.position:
             tracking.set_position(self.db, cursor, build.name, build.projection.generation, last)
             build.position = last

@@ -53,8 +53,10 @@ class InvitationRecord:
     resent_at: datetime | None
     resend_count: int
     closed_at: datetime | None
-    email_status: str = "queued"  # queued, sent or failed: the e-mail for the current token
+    email_status: str = "queued"  # queued, sending, sent, retrying or failed: the e-mail for the current token
     last_sent_at: datetime | None = None
+    last_error: str | None = None  # why the last attempt failed (retrying, failed; or while sending again)
+    next_attempt_at: datetime | None = None  # when the mailer tries next (queued, retrying)
 
     @property
     def invited_by(self) -> ActorRef:

@@ -17,10 +17,18 @@ from eventsourcing.persistence import IntegrityError
 from membership import Organizations
 from membership.application import project_organization
 from projections.background import BackgroundLoop
-from projections.sql import ReadDatabase
+from projections.sql import Cursor, ReadDatabase
 
 log = logging.getLogger(__name__)
 ORGANIZATION_TOPIC_PREFIX = "membership:Organization."
+
+
+def create_table(db: ReadDatabase, cursor: Cursor) -> None:
+    """How far the snapshot taker has read (operational state, never rebuilt)."""
+    cursor.execute(
+        f"CREATE TABLE IF NOT EXISTS snapshot_position (id INTEGER PRIMARY KEY, position {db.type('bigint')} NOT NULL)"
+    )
+    cursor.execute(db.sql("INSERT INTO snapshot_position VALUES (1, 0) ON CONFLICT (id) DO NOTHING"))
 
 
 class SnapshotTaker(BackgroundLoop):
@@ -30,11 +38,6 @@ class SnapshotTaker(BackgroundLoop):
     def __init__(self, organizations: Organizations, db: ReadDatabase, interval: int) -> None:
         super().__init__(organizations)
         self.organizations, self.db, self.interval = organizations, db, interval
-        with db.transaction() as cursor:
-            cursor.execute(
-                f"CREATE TABLE IF NOT EXISTS snapshot_position (id INTEGER PRIMARY KEY, position {db.type('bigint')} NOT NULL)"
-            )
-            cursor.execute(db.sql("INSERT INTO snapshot_position VALUES (1, 0) ON CONFLICT (id) DO NOTHING"))
 
     def run_once(self) -> int:
         """Snapshot every organization that crossed the interval since last time; returns how many."""

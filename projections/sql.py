@@ -20,6 +20,7 @@ from psycopg_pool import ConnectionPool
 from membership.settings import Database
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
+SCHEMA_LOCK_KEY = 724_000  # pg_advisory_lock key held while the service creates its tables
 # The portable column types projections declare ({ts}, {bigint}, {json}) in each dialect.
 SQLITE_TYPES = {"ts": "TEXT", "bigint": "INTEGER", "json": "TEXT"}
 POSTGRES_TYPES = {"ts": "timestamptz", "bigint": "bigint", "json": "text"}
@@ -27,6 +28,9 @@ POSTGRES_TYPES = {"ts": "timestamptz", "bigint": "bigint", "json": "text"}
 
 class Cursor(Protocol):
     """What projections and queries use of a DB-API cursor."""
+
+    @property
+    def rowcount(self) -> int: ...
 
     def execute(self, sql: str, params: Sequence[Any] = ...) -> Any: ...
     def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> Any: ...
@@ -37,7 +41,8 @@ class Cursor(Protocol):
 class ReadDatabase:
     """Connections to the read-model tables (they live beside the event store)."""
 
-    def __init__(self, database: Database, pool_size: int = 8) -> None:
+    def __init__(self, database: Database, pool_size: int | None = None) -> None:
+        """`pool_size` defaults to `database.connections`: one per thread of the process that may query."""
         self.database = database
         self.is_sqlite = database.backend == "sqlite"
         self._local = threading.local()
@@ -46,7 +51,12 @@ class ReadDatabase:
         self._pool: ConnectionPool | None = None
         if not self.is_sqlite:
             self._pool = ConnectionPool(
-                kwargs=self._pg_kwargs(), min_size=1, max_size=pool_size, open=True, name="read-models", timeout=10
+                kwargs=self._pg_kwargs(),
+                min_size=1,
+                max_size=pool_size or database.connections,
+                open=True,
+                name="read-models",
+                timeout=10,
             )
 
     # -- dialect -----------------------------------------------------------
@@ -135,6 +145,25 @@ class ReadDatabase:
         with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:  # type: ignore[attr-defined]
             for row in rows:
                 copy.write_row(row)
+
+    @contextmanager
+    def schema_lock(self) -> Iterator[None]:
+        """Held while tables are created: processes starting together take turns (PostgreSQL).
+
+        Concurrent CREATE TABLE IF NOT EXISTS statements collide in PostgreSQL's catalogs
+        ("tuple concurrently updated", duplicate pg_type rows); under this lock the first
+        process creates everything and the others find it there. SQLite's own write lock
+        already serialises them.
+        """
+        if self.is_sqlite:
+            yield
+            return
+        with psycopg.connect(**self._pg_kwargs(), autocommit=True) as connection:
+            connection.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_KEY,))
+            try:
+                yield
+            finally:
+                connection.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))
 
     def listen_connection(self, channel: str) -> psycopg.Connection[Any]:
         """A dedicated autocommit connection LISTENing on `channel` (PostgreSQL only)."""

@@ -4,16 +4,33 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from projections import tracking
+from projections import idempotency, parking, ratelimits, snapshots, tracking
 from projections.catalog import PROJECTIONS
+from projections.mail import outbox
 from projections.sql import ReadDatabase
 
 FIRST_GENERATION = 1
 
 
+STALLED_AFTER_S = 30.0  # events waiting, and the position has not moved for this long
+
+
 class ReadModelLaggingError(Exception):
     """The read models did not include a command's events in time (HTTP 503)."""
+
+
+class OrganizationDegradedError(Exception):
+    """A read model holds this organization's events back (projections.parking): its reads
+    cannot be trusted until an operator retries or skips the event (HTTP 503)."""
+
+    def __init__(self, parked: parking.ParkedEvent) -> None:
+        super().__init__(
+            f"the {parked.name!r} read model could not apply this organization's {parked.event_type} event"
+            f" at position {parked.position} and holds its later events back"
+        )
+        self.parked = parked
 
 
 @dataclass(frozen=True)
@@ -23,17 +40,30 @@ class ProjectionStatus:
     state: str
     position: int
     lag: int
-    error: str | None
+    error: str | None  # the projection's own tables fail (it is retried meanwhile)
+    updated_at: datetime | None  # when the position last moved
+    parked: int  # organizations (or jobs) whose events it holds back
+
+    @property
+    def stalled(self) -> bool:
+        """Active, events waiting, and no progress for a while (or its tables fail)."""
+        if self.state != tracking.ACTIVE or self.lag == 0:
+            return False
+        idle = (datetime.now(UTC) - self.updated_at).total_seconds() if self.updated_at else STALLED_AFTER_S
+        return bool(self.error) or idle >= STALLED_AFTER_S
 
 
 def setup(db: ReadDatabase) -> None:
-    """Create the tables of every projection that has none yet (safe to run from many processes)."""
+    """Create the tables of every projection that has none yet, and the background duties' own
+    (safe to run from many processes: call it under `db.schema_lock()`)."""
     with db.transaction() as cursor:
-        if not db.is_sqlite:
-            # Concurrent CREATE TABLE IF NOT EXISTS can collide in pg_type: serialise set-up.
-            cursor.execute("SELECT pg_advisory_xact_lock(724001)")
         tracking.create_table(db, cursor)
         tracking.create_shares_table(db, cursor)
+        parking.create_table(db, cursor)
+        idempotency.create_table(db, cursor)
+        outbox.create_tables(db, cursor)
+        snapshots.create_table(db, cursor)
+        ratelimits.create_tables(db, cursor)
         # Member activity is telemetry, not a domain fact: outside the projections, kept across rebuilds.
         cursor.execute(
             "CREATE TABLE IF NOT EXISTS member_activity (organization_id TEXT NOT NULL, user_id TEXT NOT NULL,"
@@ -46,8 +76,9 @@ def setup(db: ReadDatabase) -> None:
                 tracking.insert_generation(db, cursor, name, FIRST_GENERATION, tracking.ACTIVE)
 
 
-def wait_for(db: ReadDatabase, position: int | None, timeout: float = 5.0) -> None:
-    """Return once every projection has applied `position`; raise ReadModelLaggingError past `timeout`.
+def wait_for(db: ReadDatabase, position: int | None, timeout: float = 5.0, organization_id: str | None = None) -> None:
+    """Return once every projection has applied `position`; raise ReadModelLaggingError past `timeout`,
+    or OrganizationDegradedError if a read model holds the organization's events back.
 
     Polls every 1-5 ms: a command's response should follow its event within milliseconds.
     """
@@ -60,8 +91,11 @@ def wait_for(db: ReadDatabase, position: int | None, timeout: float = 5.0) -> No
             generations = [g for g in tracking.all_generations(db, cursor) if g.state == tracking.ACTIVE]
         failed = [g for g in generations if g.error and g.position < position]
         if failed:
-            raise ReadModelLaggingError(f"the {failed[0].name!r} read model stopped: {failed[0].error}")
+            raise ReadModelLaggingError(f"the {failed[0].name!r} read model cannot apply events: {failed[0].error}")
         if generations and min(g.position for g in generations) >= position:
+            parked = parking.degradation(db, organization_id) if organization_id else None
+            if parked is not None:
+                raise OrganizationDegradedError(parked)
             return
         if time.monotonic() >= deadline:
             raise ReadModelLaggingError(f"the read models have not reached position {position} after {timeout} s")
@@ -70,9 +104,21 @@ def wait_for(db: ReadDatabase, position: int | None, timeout: float = 5.0) -> No
 
 
 def status(db: ReadDatabase, latest_position: int) -> list[ProjectionStatus]:
+    """Every generation: where it is, how far behind, whether it is stuck, how many aggregates it holds back."""
     with db.snapshot() as cursor:
         generations = tracking.all_generations(db, cursor)
+        cursor.execute(f"SELECT name, generation, COUNT(*) FROM {parking.TABLE} GROUP BY name, generation")
+        parked = {(name, int(generation)): int(count) for name, generation, count in cursor.fetchall()}
     return [
-        ProjectionStatus(g.name, g.generation, g.state, g.position, max(latest_position - g.position, 0), g.error)
+        ProjectionStatus(
+            g.name,
+            g.generation,
+            g.state,
+            g.position,
+            max(latest_position - g.position, 0),
+            g.error,
+            g.updated_at,
+            parked.get((g.name, g.generation), 0),
+        )  # fmt: skip
         for g in generations
     ]

@@ -422,8 +422,8 @@ def live_catch_up(services: Services, events: int) -> tuple[int, float]:
         count += read
         progress(read)
     elapsed = time.perf_counter() - started
-    if runner.failed:
-        raise RuntimeError(f"live runner failed: {runner.failed}")
+    if runner.broken:
+        raise RuntimeError(f"live runner broken: {runner.broken}")
     return count, elapsed
 
 
@@ -547,8 +547,8 @@ def measure_latency(services: Services, orgs: list[SeededOrg], commands: int, wa
             result.wait.append(t1 - t_command)
             result.total.append(t1 - t0)
     assert services.runner is not None
-    if services.runner.failed:
-        raise RuntimeError(f"live runner failed: {services.runner.failed}")
+    if services.runner.broken:
+        raise RuntimeError(f"live runner broken: {services.runner.broken}")
     return result
 
 

@@ -111,7 +111,7 @@ def test_the_live_runner_follows_the_switch_while_commands_continue(services: Se
     invited = table_rows(services, "SELECT COUNT(*) FROM {invitations} WHERE organization_id = %s", str(org))
     with app.reading(org) as aggregate:
         assert invited == [(len(aggregate.invitations),)]
-    assert not services.runner.failed
+    assert not services.runner.broken
 
 
 def test_an_interrupted_rebuild_resumes_where_it_stopped(services: Services) -> None:
