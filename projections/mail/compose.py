@@ -6,9 +6,13 @@ import hashlib
 import html
 from dataclasses import dataclass
 from datetime import datetime
+from email import policy
+from email.errors import MessageError
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr, parseaddr
+from email.utils import format_datetime, parseaddr
 from uuid import UUID
+
+from membership import addresses
 
 
 @dataclass(frozen=True)
@@ -21,18 +25,64 @@ class Invitation:
     accept_url: str
 
 
+class CompositionError(Exception):
+    """The message cannot be written (an address or a header it cannot carry): trying again will not help."""
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A composed message and its envelope; `smtputf8` when the envelope needs the server's SMTPUTF8 extension."""
+
+    message: EmailMessage
+    sender: str
+    recipient: str
+    smtputf8: bool
+
+    def as_bytes(self) -> bytes:
+        """As handed to the server (SMTPUTF8 servers take UTF-8 headers)."""
+        return self.message.as_bytes(policy=policy.SMTPUTF8 if self.smtputf8 else policy.SMTP)
+
+
 def message_id(invitation_id: UUID | str, token_nonce: str, sender: str) -> str:
     """Stable for one token (a re-send after a crash is the same message), new for each resend."""
     domain = parseaddr(sender)[1].partition("@")[2] or "ocore.localhost"
+    if not domain.isascii():
+        domain = domain.encode("idna").decode("ascii")
     digest = hashlib.sha256(token_nonce.encode()).hexdigest()[:16]
     return f"<invitation.{invitation_id}.{digest}@{domain}>"
 
 
-def compose(invitation: Invitation, sender: str, msg_id: str, now: datetime) -> EmailMessage:
-    message = EmailMessage()
+def compose(invitation: Invitation, sender: str, msg_id: str, now: datetime) -> Outgoing:
+    """The message and its envelope; CompositionError when it cannot be written."""
+    try:
+        recipient = addresses.parse(addresses.normalize(invitation.recipient))
+    except addresses.AddressError as error:
+        raise CompositionError(
+            f"the recipient {invitation.recipient!r} is not a deliverable address: {error}"
+        ) from None
+    # An ASCII local part goes out all-ASCII (the domain in A-labels), so any server takes it.
+    to = f"{recipient.local}@{recipient.domain}" if recipient.needs_smtputf8 else recipient.envelope
+    try:
+        envelope_sender = _envelope(parseaddr(sender)[1])
+        smtputf8 = recipient.needs_smtputf8 or not envelope_sender.isascii()
+        outgoing = Outgoing(EmailMessage(), envelope_sender, recipient.envelope, smtputf8)
+        _write(outgoing.message, invitation, sender, to, msg_id, now)
+        outgoing.as_bytes()  # what would fail at the server's door fails here, once and for good
+    except (ValueError, MessageError) as error:  # UnicodeError is a ValueError
+        raise CompositionError(f"the message cannot be written: {error}") from None
+    return outgoing
+
+
+def _envelope(address: str) -> str:
+    """The sender's address with its domain in A-labels."""
+    local, at, domain = address.rpartition("@")
+    return f"{local}{at}{domain.encode('idna').decode('ascii')}" if at and not domain.isascii() else address
+
+
+def _write(message: EmailMessage, invitation: Invitation, sender: str, to: str, msg_id: str, now: datetime) -> None:
     message["Subject"] = f"{invitation.inviter} invited you to join {invitation.organization} on oCore"
     message["From"] = sender
-    message["To"] = formataddr(("", invitation.recipient))
+    message["To"] = to
     message["Date"] = format_datetime(now)
     message["Message-ID"] = msg_id
     expires = invitation.expires_at.strftime("%d %B %Y at %H:%M UTC")
@@ -51,4 +101,3 @@ def compose(invitation: Invitation, sender: str, msg_id: str, now: datetime) -> 
         "<p>If you did not expect this invitation, you can ignore this e-mail.</p>",
         subtype="html",
     )
-    return message

@@ -10,7 +10,10 @@
    InvitationEmailFailed), so the invitation and the audit log show it.
 
 A server that is down or answers 4xx is retried with exponential backoff; 5xx
-is final. One slow or failing delivery never holds up the others.
+is final, and so is a message that cannot be composed (an address or header
+it cannot carry) or an internationalized address the server cannot take
+(no SMTPUTF8). Each delivery fails alone: an unexpected error while handling
+one is retried later for that one, with backoff, and never ends the round.
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ from uuid import UUID
 from eventsourcing.utils import get_topic
 
 from membership import Organization, Organizations
+from membership.exceptions import MembershipError
 from membership.tokens import INVITATION
 from projections.background import BackgroundLoop
 from projections.mail import outbox
-from projections.mail.compose import Invitation, compose, message_id
+from projections.mail.compose import CompositionError, Invitation, compose, message_id
 from projections.mail.transport import PermanentError, TransientError, Transport
 from projections.sql import ReadDatabase
 
@@ -66,32 +70,38 @@ class Mailer(BackgroundLoop):
         return self.ingest() + self.deliver() + self.record()
 
     def ingest(self) -> int:
+        # The event log is read outside the write transaction: on SQLite, a thread holding the
+        # database's write lock while it waits for an event-store connection can deadlock with a
+        # command holding the event store's writer while it waits for that lock (until a 5 s timeout).
+        with self.db.snapshot() as cursor:
+            start = outbox.position(self.db, cursor)
+        notifications = self.organizations.recorder.select_notifications(start=start + 1, limit=500, topics=TOPICS)
+        if not notifications:
+            return 0
+        rows = [self._delivery_row(self.organizations.mapper.to_domain_event(n)) for n in notifications]
         with self.db.transaction() as cursor:
-            start = outbox.lock_position(self.db, cursor)
-            notifications = self.organizations.recorder.select_notifications(start=start + 1, limit=500, topics=TOPICS)
-            if not notifications:
-                return 0
-            rows = [self._delivery_row(self.organizations.mapper.to_domain_event(n)) for n in notifications]
+            if outbox.lock_position(self.db, cursor) != start:
+                return 0  # another worker took these meanwhile; the next round reads on from where it got
             outbox.enqueue(self.db, cursor, rows, notifications[-1].id, self.now())
         return len(rows)
 
     def deliver(self) -> int:
         due = outbox.claim_due(self.db, self.now(), self.lease, self.batch_size)
         for delivery in due:
-            self._deliver(delivery)
+            self._deliver_alone(delivery)
         return len(due)
 
     def record(self) -> int:
-        """Turn outcomes into events (retried here if the store was briefly unavailable)."""
+        """Turn outcomes into events; one that cannot be recorded now is tried again next round."""
         done = outbox.unrecorded(self.db)
         for delivery, status in done:
-            self.organizations.record_invitation_email(
-                UUID(delivery.organization_id),
-                UUID(delivery.invitation_id),
-                delivery.token_nonce,
-                delivery.delivery_id,
-                failure=(delivery.last_error or "refused") if status == outbox.FAILED else "",
-            )
+            try:
+                self._record(delivery, status)
+            except (MembershipError, ValueError) as refused:  # no such organization or invitation: never recordable
+                log.warning("mailer: the outcome of %s cannot be recorded: %s", delivery.delivery_id, refused)
+            except Exception:  # the store, briefly: the next round tries again
+                log.warning("mailer: the outcome of %s not recorded yet", delivery.delivery_id, exc_info=True)
+                continue
             outbox.mark_recorded(self.db, delivery.delivery_id)
         return len(done)
 
@@ -99,7 +109,7 @@ class Mailer(BackgroundLoop):
         return self.organizations.clock()
 
     # -- one delivery ------------------------------------------------------------------------------------------
-    def _delivery_row(self, event: Any) -> tuple[str, str, str, str, str, str]:
+    def _delivery_row(self, event: Any) -> tuple[str, str, str, str, str, str, datetime]:
         msg_id = message_id(event.invitation_id, event.token_nonce, self.sender)
         recipient = getattr(event, "email", "")
         return (
@@ -109,25 +119,57 @@ class Mailer(BackgroundLoop):
             event.token_nonce,
             recipient,
             event.actor_email,
+            event.timestamp,
         )
 
-    def _deliver(self, delivery: outbox.Delivery) -> None:
-        invitation = self._current(delivery)
-        if invitation is None:
-            outbox.finish(self.db, delivery, outbox.SKIPPED, self.now())
-            return
-        message = compose(invitation, self.sender, delivery.delivery_id, self.now())
+    def _record(self, delivery: outbox.Delivery, status: str) -> None:
+        self.organizations.record_invitation_email(
+            UUID(delivery.organization_id),
+            UUID(delivery.invitation_id),
+            delivery.token_nonce,
+            delivery.delivery_id,
+            failure=(delivery.last_error or "refused") if status == outbox.FAILED else "",
+        )
+
+    def _deliver_alone(self, delivery: outbox.Delivery) -> None:
+        """Whatever goes wrong with one delivery stays with it: the others of the round go on."""
         try:
-            self.transport.send(message)
+            self._deliver(delivery)
+        except Exception as error:  # a bug or an outage met by this one message: it alone is retried later
+            log.warning("mailer: %s failed unexpectedly", delivery.delivery_id, exc_info=True)
+            try:
+                self._retry(delivery, f"unexpected error: {type(error).__name__}: {error}")
+            except Exception:  # the store itself: the lease brings the delivery back
+                log.warning("mailer: %s could not be rescheduled; its lease will expire", delivery.delivery_id)
+
+    def _deliver(self, delivery: outbox.Delivery) -> None:
+        try:
+            invitation = self._current(delivery)
+            if invitation is None:
+                outbox.finish(self.db, delivery, outbox.SKIPPED, self.now())
+                return
+            outgoing = compose(invitation, self.sender, delivery.delivery_id, self.now())
+        except (MembershipError, CompositionError) as error:
+            self._fail(delivery, f"cannot compose the message: {error}")
+            return
+        try:
+            self.transport.send(outgoing)
         except PermanentError as error:
-            log.warning("mailer: %s refused for good: %s", delivery.delivery_id, error)
-            outbox.finish(self.db, delivery, outbox.FAILED, self.now(), str(error)[:1000])
+            self._fail(delivery, str(error))
         except TransientError as error:
-            delay = min(self.retry_base_s * 2 ** max(delivery.attempts - 1, 0), self.retry_max_s)
-            log.info("mailer: %s not sent (%s); retry in %.1f s", delivery.delivery_id, error, delay)
-            outbox.retry_later(self.db, delivery, self.now() + timedelta(seconds=delay), str(error))
+            self._retry(delivery, str(error))
         else:
             outbox.finish(self.db, delivery, outbox.SENT, self.now())
+
+    def _fail(self, delivery: outbox.Delivery, reason: str) -> None:
+        log.warning("mailer: %s failed for good: %s", delivery.delivery_id, reason)
+        outbox.finish(self.db, delivery, outbox.FAILED, self.now(), reason)
+
+    def _retry(self, delivery: outbox.Delivery, error: str) -> None:
+        delay = min(self.retry_base_s * 2 ** max(delivery.attempts - 1, 0), self.retry_max_s)
+        log.warning("mailer: %s not sent (%s); retry in %.1f s", delivery.delivery_id, error, delay)
+        now = self.now()
+        outbox.retry_later(self.db, delivery, now, now + timedelta(seconds=delay), error)
 
     def _current(self, delivery: outbox.Delivery) -> Invitation | None:
         """What to send, from the current state; None when this token needs no e-mail any more."""

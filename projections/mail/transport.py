@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import smtplib
 import ssl
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
 
 from membership.settings import Smtp
+from projections.mail.compose import Outgoing
 
 log = logging.getLogger(__name__)
 
@@ -19,25 +19,31 @@ class TransientError(Exception):
 
 
 class PermanentError(Exception):
-    """The server refused the message for good (5xx)."""
+    """The server refused the message for good (5xx), or cannot take it at all."""
+
+
+NO_SMTPUTF8 = "the mail server does not support internationalized addresses (SMTPUTF8)"
 
 
 class Transport(Protocol):
-    def send(self, message: EmailMessage) -> None: ...
+    def send(self, outgoing: Outgoing) -> None: ...
 
 
 class SmtpTransport:
     def __init__(self, smtp: Smtp) -> None:
         self.smtp = smtp
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, outgoing: Outgoing) -> None:
         try:
             with self._connect() as client:
                 if self.smtp.starttls and not self.smtp.implicit_tls:
                     client.starttls(context=ssl.create_default_context())
                 if self.smtp.username:
                     client.login(self.smtp.username, self.smtp.password)
-                client.send_message(message)
+                client.ehlo_or_helo_if_needed()
+                if outgoing.smtputf8 and not client.has_extn("smtputf8"):
+                    raise PermanentError(NO_SMTPUTF8)
+                client.send_message(outgoing.message, outgoing.sender, [outgoing.recipient])
         except smtplib.SMTPRecipientsRefused as error:
             codes = [code for code, _ in error.recipients.values()]
             raise (PermanentError if all(code >= 500 for code in codes) else TransientError)(str(error)) from None
@@ -65,10 +71,11 @@ class OutboxTransport:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, outgoing: Outgoing) -> None:
+        message = outgoing.message
         self.directory.mkdir(parents=True, exist_ok=True)
         name = str(message["Message-ID"]).strip("<>").replace("/", "_") + ".eml"
-        (self.directory / name).write_bytes(bytes(message))
+        (self.directory / name).write_bytes(outgoing.as_bytes())
         link = next((line for line in message.get_body(("plain",)).get_content().splitlines() if "://" in line), "")  # type: ignore[union-attr]
         log.info("invitation e-mail to %s written to %s; accept link: %s", message["To"], self.directory / name, link)
 

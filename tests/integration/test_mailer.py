@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import email
+import email.policy
+import logging
 import os
 import re
 import signal
@@ -21,11 +23,15 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from api.bootstrap import Services, build_mailer, build_services
-from membership import Actor
+from api.schemas import InvitationSchema
+from membership import Actor, domain
 from membership.exceptions import InvalidInvitationTokenError
 from membership.settings import Settings
+from projections import queries
 from projections.mail import outbox
 from projections.mail.mailer import Mailer
+from projections.mail.transport import NO_SMTPUTF8
+from projections.records import InvitationRecord
 from projections.runner import ProjectionRunner
 from tests.conftest import TEST_SECRET_KEY
 from tests.helpers import new_actor, role_id, table_rows
@@ -40,6 +46,7 @@ class Inbox:
 
     def __init__(self) -> None:
         self.messages: list[Message] = []
+        self.envelopes: list[tuple[list[str], list[str], bytes]] = []  # RCPT TO, MAIL FROM options, raw message
         self.lock = threading.Lock()
 
     async def handle_RCPT(
@@ -53,6 +60,7 @@ class Inbox:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         with self.lock:
             self.messages.append(email.message_from_bytes(envelope.content))  # type: ignore[arg-type]
+            self.envelopes.append((list(envelope.rcpt_tos), list(envelope.mail_options), envelope.original_content))  # type: ignore[arg-type]
         return "250 Message accepted"
 
     def message_ids(self) -> list[str]:
@@ -71,12 +79,12 @@ def inbox() -> Inbox:
 
 
 @pytest.fixture
-def smtp_server(inbox: Inbox, smtp_port: int) -> Iterator[Callable[[], None]]:
-    """Call it to start the server (tests may first run with nothing listening)."""
+def smtp_server(inbox: Inbox, smtp_port: int) -> Iterator[Callable[..., None]]:
+    """Call it to start the server (tests may first run with nothing listening), with or without SMTPUTF8."""
     controllers: list[Controller] = []
 
-    def start() -> None:
-        controller = Controller(inbox, hostname="127.0.0.1", port=smtp_port)
+    def start(smtputf8: bool = True) -> None:
+        controller = Controller(inbox, hostname="127.0.0.1", port=smtp_port, enable_SMTPUTF8=smtputf8)
         controller.start()
         controllers.append(controller)
 
@@ -301,6 +309,191 @@ def test_a_worker_killed_mid_batch_loses_no_message_and_repeats_no_message_id(
     assert len(set(ids)) == count  # none lost
     # A message handed over just before the kill but not yet marked may go once more, with the same Message-ID.
     assert len(ids) - len(set(ids)) <= 1
+
+
+# -- one delivery never holds up another; the invitation says what became of its e-mail -----------------------
+POISONED = [
+    "evil\r\nbcc: victim@example.com@example.com",  # CR/LF from a token's claim: would inject a header
+    "p\u0430ypal@example.com",  # a Cyrillic "а" in a Latin name
+    "user@example.com\u202e",  # a bidi override
+]
+
+
+def invite_bypassing_the_address_rule(services: Services, monkeypatch: pytest.MonkeyPatch) -> list[UUID]:
+    """Invitations as stored before the rule existed: the domain refuses these addresses today."""
+    app, owner = services.organizations, new_actor("mallory")
+    org = app.create_organization(owner, "Poisoned").organization_id
+    with monkeypatch.context() as patched:
+        patched.setattr(domain, "validate_email", lambda address: address)
+        receipts = [app.invite_member(org, owner, a, role_id(app, org, "Viewer")) for a in POISONED]
+    return [receipt.id for receipt in receipts if receipt.id is not None]
+
+
+def invitation_record(services: Services, invitation_id: UUID, now: datetime) -> InvitationRecord:
+    services.runner.catch_up()  # type: ignore[union-attr]
+    ((org,),) = table_rows(
+        services, "SELECT organization_id FROM {invitations} WHERE invitation_id = %s", str(invitation_id)
+    )
+    record = queries.get_invitation(services.read_db, UUID(str(org)), invitation_id, now)
+    assert record is not None
+    return record
+
+
+def test_deliveries_that_cannot_be_composed_fail_alone_and_the_others_go_in_the_same_round(
+    scene: tuple, smtp_server: Callable, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services, mailer, clock = scene
+    smtp_server()
+    poisoned = invite_bypassing_the_address_rule(services, monkeypatch)
+    mailer.ingest()  # claimed first in the round: due before the others
+    clock.offset += timedelta(seconds=1)
+    good = [invite(services) for _ in range(3)]  # another organization each
+
+    mailer.run_once()
+
+    assert sorted(m["To"] for m in inbox.messages) == sorted(recipient for _, _, recipient in good)
+    for invitation_id in poisoned:
+        record = invitation_record(services, invitation_id, clock())
+        assert record.email_status == "failed" and record.next_attempt_at is None
+        assert record.last_error and record.last_error.startswith("cannot compose the message: the recipient")
+    reasons = [str(invitation_record(services, i, clock()).last_error) for i in poisoned]
+    assert "control character (U+000D)" in reasons[0] and "mixes Cyrillic and Latin" in reasons[1]
+    assert "bidirectional control character (U+202E)" in reasons[2]
+    assert all(invitation_record(services, i, clock()).email_status == "sent" for _, i, _ in good)
+    clock.offset += timedelta(hours=1)
+    mailer.run_once()
+    assert len(inbox.messages) == 3 and outbox.counts(services.read_db) == {"failed": 3, "sent": 3}
+
+
+def test_an_unexpected_error_with_one_delivery_retries_it_alone_later(
+    scene: tuple, smtp_server: Callable, inbox: Inbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    services, mailer, clock = scene
+    smtp_server()
+    db = services.read_db
+    with db.transaction() as cursor:  # a corrupt row: its organization id is no UUID
+        row = ("<corrupt@ocore.example.com>", "not-a-uuid", "not-a-uuid", "nonce", "x@example.com", "", clock())
+        outbox.enqueue(db, cursor, [row], outbox.position(db, cursor), clock())
+    clock.offset += timedelta(seconds=1)
+    _, good, recipient = invite(services)
+
+    with caplog.at_level(logging.WARNING, logger="projections.mail.mailer"):
+        mailer.run_once()
+
+    assert [m["To"] for m in inbox.messages] == [recipient]
+    assert invitation_record(services, good, clock()).email_status == "sent"
+    ((status, error, next_attempt_at),) = table_rows(
+        services, "SELECT status, last_error, next_attempt_at FROM mail_deliveries WHERE organization_id = 'not-a-uuid'"
+    )
+    assert status == "queued" and str(error).startswith("unexpected error: ValueError")
+    assert db.when(next_attempt_at) > clock() + timedelta(seconds=25)  # backoff, not the next round
+    assert any(r.levelno == logging.WARNING and "<corrupt@" in r.getMessage() for r in caplog.records)
+
+
+def test_an_unreachable_server_shows_retrying_and_degrades_health_until_the_message_goes(
+    scene: tuple, smtp_server: Callable, inbox: Inbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    services, mailer, clock = scene
+    _, invitation, _ = invite(services)
+    assert invitation_record(services, invitation, clock()).email_status == "queued"
+
+    with caplog.at_level(logging.WARNING, logger="projections.mail.mailer"):
+        mailer.run_once()  # nothing listens
+
+    record = invitation_record(services, invitation, clock())
+    assert record.email_status == "retrying" and record.last_error and "Connection" in record.last_error
+    assert record.next_attempt_at is not None and record.next_attempt_at > clock() + timedelta(seconds=25)
+    shown = InvitationSchema().dump(record)
+    assert shown["emailStatus"] == "retrying" and shown["lastError"] == record.last_error
+    assert shown["nextAttemptAt"] == record.next_attempt_at.isoformat()
+    health = outbox.health(services.read_db, clock())
+    assert (health.status, health.retrying, health.last_error) == ("degraded", 1, record.last_error)
+    assert any(r.levelno == logging.WARNING and "not sent" in r.getMessage() for r in caplog.records)
+
+    smtp_server()
+    clock.offset += timedelta(seconds=31)
+    mailer.run_once()
+
+    record = invitation_record(services, invitation, clock())
+    assert (record.email_status, record.last_error, record.next_attempt_at) == ("sent", None, None)
+    assert len(inbox.messages) == 1
+    health = outbox.health(services.read_db, clock())
+    assert (health.status, health.retrying, health.sent_last_hour) == ("ok", 0, 1)
+
+
+def test_the_status_shown_is_the_current_tokens_e_mail_after_a_resend(
+    scene: tuple, smtp_server: Callable, inbox: Inbox
+) -> None:
+    services, mailer, clock = scene
+    org, invitation, _ = invite(services)
+    mailer.run_once()  # nothing listens
+    assert invitation_record(services, invitation, clock()).email_status == "retrying"
+
+    clock.offset += timedelta(seconds=1)
+    services.organizations.resend_invitation(org, _owner(services, org), invitation)
+    record = invitation_record(services, invitation, clock())
+    assert (record.email_status, record.last_error, record.next_attempt_at) == ("queued", None, None)
+    mailer.ingest()  # the old token's delivery, waiting to be retried, is dropped
+    record = invitation_record(services, invitation, clock())
+    assert (record.email_status, record.last_error) == ("queued", None) and record.next_attempt_at is not None
+    assert outbox.health(services.read_db, clock()).retrying == 0
+
+    smtp_server()
+    mailer.run_once()
+
+    assert len(inbox.messages) == 1
+    assert invitation_record(services, invitation, clock()).email_status == "sent"
+    assert outbox.counts(services.read_db) == {"sent": 1, "skipped": 1}
+
+
+def test_health_is_ok_when_mail_flows_and_degraded_when_due_mail_waits_too_long(scene: tuple) -> None:
+    services, mailer, clock = scene
+    assert outbox.health(services.read_db, clock()).status == "ok"
+    invite(services)
+    mailer.ingest()  # queued, and nobody delivers it
+    assert outbox.health(services.read_db, clock()).status == "ok"
+    waited = outbox.health(services.read_db, clock() + timedelta(minutes=6))
+    assert waited.status == "degraded" and waited.oldest_due_age_s is not None and waited.oldest_due_age_s > 300
+
+
+@pytest.mark.parametrize("smtputf8", [True, False])
+def test_a_unicode_local_part_needs_a_server_with_smtputf8(
+    scene: tuple, smtp_server: Callable, inbox: Inbox, smtputf8: bool
+) -> None:
+    services, mailer, clock = scene
+    smtp_server(smtputf8=smtputf8)
+    _, invitation, recipient = invite(services, "pö@example.com")
+
+    mailer.run_once()
+    clock.offset += timedelta(hours=1)
+    mailer.run_once()
+
+    record = invitation_record(services, invitation, clock())
+    if smtputf8:
+        ((rcpt_tos, mail_options, raw),) = inbox.envelopes
+        assert rcpt_tos == [recipient] and "SMTPUTF8" in mail_options
+        assert email.message_from_bytes(raw, policy=email.policy.SMTPUTF8)["To"] == recipient
+        assert (record.email_status, record.last_error) == ("sent", None)
+    else:
+        assert inbox.envelopes == []
+        assert (record.email_status, record.last_error) == ("failed", NO_SMTPUTF8)
+        assert outbox.counts(services.read_db) == {"failed": 1}
+
+
+def test_an_idn_domain_goes_in_punycode_so_any_server_takes_it(
+    scene: tuple, smtp_server: Callable, inbox: Inbox
+) -> None:
+    services, mailer, clock = scene
+    smtp_server(smtputf8=False)
+    _, invitation, _ = invite(services, "user@Bücher.example")
+
+    mailer.run_once()
+
+    ((rcpt_tos, mail_options, raw),) = inbox.envelopes
+    assert rcpt_tos == ["user@xn--bcher-kva.example"] and "SMTPUTF8" not in mail_options
+    assert email.message_from_bytes(raw)["To"] == "user@xn--bcher-kva.example"
+    record = invitation_record(services, invitation, clock())
+    assert (record.email, record.email_status) == ("user@bücher.example", "sent")
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 60) -> None:
