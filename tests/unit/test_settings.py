@@ -97,3 +97,17 @@ def test_numeric_settings_are_read() -> None:
         MEMBERSHIP_SECRET_KEY=KEY, MEMBERSHIP_SNAPSHOT_INTERVAL="50", MEMBERSHIP_MAX_PENDING_INVITATIONS="7"
     )
     assert (read.snapshot_interval, read.max_pending_invitations) == (50, 7)
+
+
+def test_rate_limits_have_defaults_and_are_read() -> None:
+    default = settings(MEMBERSHIP_SECRET_KEY=KEY)
+    read = settings(
+        MEMBERSHIP_SECRET_KEY=KEY,
+        MEMBERSHIP_ORGANIZATIONS_PER_HOUR="2",
+        MEMBERSHIP_ACCEPT_FAILURES="5",
+        MEMBERSHIP_ACCEPT_FAILURE_WINDOW_SECONDS="60",
+    )
+    assert (default.organizations_per_hour, default.accept_failures, default.accept_failure_window_s) == (10, 10, 600)
+    assert (read.organizations_per_hour, read.accept_failures, read.accept_failure_window_s) == (2, 5, 60)
+    with pytest.raises(ConfigurationError, match="MEMBERSHIP_ORGANIZATIONS_PER_HOUR"):
+        settings(MEMBERSHIP_SECRET_KEY=KEY, MEMBERSHIP_ORGANIZATIONS_PER_HOUR="0")
