@@ -7,39 +7,53 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
-
-from api.auth import current_caller
-from api.context import services, settled
-from api.errors import ApiError
+from api.auth import current_caller_with_email
+from api.blueprint import Blueprint
+from api.commands import execute
+from api.context import services
+from api.problems import RATE_LIMITED, WITH_EMAIL, answers
+from api.ratelimit import failures_counted
 from api.schemas import AcceptInviteLinkSchema, AcceptInviteSchema, JoinedSchema
-from membership import Actor, Receipt
+from membership import Receipt
+from membership import exceptions as err
+from membership.exceptions import InvalidInvitationTokenError, InvalidInviteLinkCodeError
 from projections import queries
 
 blp = Blueprint("accept", __name__, url_prefix="/api/auth", description="Accepting invitations")
+# Refusals that may be guesses: they count towards the caller's failed-accept limit (api.ratelimit).
+GUESSES = (InvalidInvitationTokenError, InvalidInviteLinkCodeError)
 
 
 @blp.route("/accept-invite", methods=["POST"])
+@answers(
+    WITH_EMAIL, RATE_LIMITED, err.InvalidInvitationTokenError, err.InvitationAlreadyAcceptedError,
+    err.InvitationCancelledError, err.InvitationExpiredError, err.InvitationEmailMismatchError,
+    err.AlreadyMemberError, err.ConflictError,
+)  # fmt: skip
 @blp.arguments(AcceptInviteSchema)
 @blp.response(200, JoinedSchema)
 def accept_invite(body: dict[str, Any]) -> Any:
     """Accept an e-mail invitation; the token's e-mail must be the invited one."""
-    return _joined(settled(services().organizations.accept_invitation(_user_with_email(), body["token"])))
+    user = current_caller_with_email()
+    with failures_counted(user.user_id, *GUESSES):
+        receipt = execute(lambda: services().organizations.accept_invitation(user, body["token"]))
+    return _joined(receipt)
 
 
 @blp.route("/accept-invite-link", methods=["POST"])
+@answers(
+    WITH_EMAIL, RATE_LIMITED, err.InvalidInviteLinkCodeError, err.InviteLinkDeletedError,
+    err.InviteLinkExpiredError, err.InvalidValueError, err.AlreadyMemberError, err.InviteLinkAlreadyUsedError,
+    err.InviteLinkUsedUpError, err.ConflictError,
+)  # fmt: skip
 @blp.arguments(AcceptInviteLinkSchema)
 @blp.response(200, JoinedSchema)
 def accept_invite_link(body: dict[str, Any]) -> Any:
     """Join through an invite link's code."""
-    return _joined(settled(services().organizations.accept_invite_link(_user_with_email(), body["code"])))
-
-
-def _user_with_email() -> Actor:
-    actor = current_caller().actor
-    if not actor.email:
-        raise ApiError(403, "email_claim_required", "Your token has no email claim; joining needs a verified e-mail.")
-    return actor
+    user = current_caller_with_email()
+    with failures_counted(user.user_id, *GUESSES):
+        receipt = execute(lambda: services().organizations.accept_invite_link(user, body["code"]))
+    return _joined(receipt)
 
 
 def _joined(receipt: Receipt) -> dict[str, Any]:

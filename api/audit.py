@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
-
 from api.auth import member_manager
+from api.blueprint import Blueprint
 from api.context import services
 from api.errors import ApiError
+from api.problems import MANAGER, answers
 from api.schemas import AuditLogSchema, AuditQuerySchema
 from projections import queries
 
@@ -16,6 +16,7 @@ blp = Blueprint("audit", __name__, url_prefix="/api", description="Audit log")
 
 
 @blp.route("/audit-log", methods=["GET"])
+@answers(MANAGER)
 @blp.arguments(AuditQuerySchema, location="query")
 @blp.response(200, AuditLogSchema)
 def audit_log(args: dict[str, Any]) -> Any:

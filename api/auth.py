@@ -19,10 +19,13 @@ from flask import g, request
 from api.context import services, utc_now
 from api.errors import ApiError
 from membership import Actor
+from membership.domain import MAX_USER_ID_LENGTH
 from membership.permissions import MANAGE_MEMBERS
 from membership.settings import TokenVerification
-from projections import queries
+from membership.text import text_problem
+from projections import parking, queries
 from projections.records import MemberRecord
+from projections.store import OrganizationDegradedError
 
 ACTIVITY_INTERVAL_S = 60.0
 _last_touch: dict[tuple[str, str], float] = {}
@@ -52,6 +55,9 @@ def current_member(permission: str | None = None) -> tuple[UUID, MemberRecord]:
     if permission is not None and permission not in member.role.permissions:
         detail = f"This action requires the {permission} permission."
         raise ApiError(403, "missing_permission", detail, permission=permission)
+    parked = parking.degradation(services().read_db, str(organization_id))
+    if parked is not None:  # its read models are incomplete: neither reads nor commands can be trusted
+        raise OrganizationDegradedError(parked)
     _touch(organization_id, member)
     g.user_id = caller.actor.user_id
     return organization_id, member
@@ -81,16 +87,30 @@ def _authenticate() -> Caller:
         raise _unauthorized("token_expired", "The token has expired.") from None
     except jwt.InvalidTokenError as error:
         raise _unauthorized("invalid_token", f"The token is not valid: {error}.") from None
-    email, name = claims.get("email", ""), claims.get("name", "")
-    if (
-        not isinstance(claims["sub"], str)
-        or not claims["sub"]
-        or not isinstance(email, str)
-        or not isinstance(name, str)
-    ):
+    g.user_id = _check_claims(claims)
+    return Caller(Actor(claims["sub"], claims.get("email", ""), claims.get("name", "")), claims)
+
+
+def current_caller_with_email() -> Actor:
+    """The caller, who must have an e-mail: to own an organization or to join one."""
+    actor = current_caller().actor
+    if not actor.email:
+        raise ApiError(403, "email_claim_required", "Your token has no email claim; this needs a verified e-mail.")
+    return actor
+
+
+def _check_claims(claims: dict[str, Any]) -> str:
+    """The identity claims are stored in events: strings obeying the stored-text rule, else 401."""
+    sub, email, name = claims["sub"], claims.get("email", ""), claims.get("name", "")
+    if not all(isinstance(value, str) for value in (sub, email, name)) or not sub:
         raise _unauthorized("invalid_token", "The token's sub, email and name claims must be strings.")
-    g.user_id = claims["sub"]
-    return Caller(Actor(claims["sub"], email, name), claims)
+    if len(sub) > MAX_USER_ID_LENGTH or len(email) > 254 or len(name) > 1000:
+        raise _unauthorized("invalid_token_claims", "The token's sub, email or name claim is too long.")
+    for claim, value in (("sub", sub), ("email", email), ("name", name)):
+        problem = text_problem(value)
+        if problem is not None:
+            raise _unauthorized("invalid_token_claims", f"The token's {claim} claim contains {problem}.")
+    return str(sub)
 
 
 def _organization_id() -> UUID:

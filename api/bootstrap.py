@@ -72,8 +72,13 @@ def build_mailer(services: Services, **options: float) -> Mailer:
 
 
 def build_services(settings: Settings) -> Services:
-    """Open the stores and make sure every table exists."""
-    organizations = Organizations.from_settings(settings)
+    """Open the stores and make sure every table exists (once, however many processes start together)."""
     read_db = ReadDatabase(settings.database)
-    store.setup(read_db)
+    try:
+        with read_db.schema_lock():
+            organizations = Organizations.from_settings(settings)
+            store.setup(read_db)
+    except BaseException:
+        read_db.close()  # its pool's threads would otherwise go on trying to connect
+        raise
     return Services(settings, organizations, read_db)

@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 import csv
+import getpass
 import json
 import logging
 import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import click
-from gunicorn.app.base import BaseApplication
 from tqdm import tqdm
 
 from api.bootstrap import Services, build_services
 from api.devtools import ensure_demo_organization, mint_token, welcome
 from api.preflight import check_database
-from membership.settings import ConfigurationError, Settings
-from projections import store
+from api.server import DEFAULT_REQUEST_TIMEOUT_S, GunicornServer
+from membership.exceptions import MembershipError
+from membership.settings import DEFAULT_REQUEST_THREADS, ConfigurationError, Settings
+from projections import parking, retrying, store
 from projections.catalog import PROJECTIONS
+from projections.outages import is_transient
 from projections.queries import iter_audit
 from projections.rebuild import PARALLEL_MIN_EVENTS, Rebuild, default_workers
 from projections.replay import organization_at
@@ -67,7 +71,26 @@ class Timestamp(click.ParamType):
         return value if isinstance(value, datetime) else parse_time(value)
 
 
-@click.group()
+class OperatorCommands(click.Group):
+    """Any failure of a command ends it with one line on stderr and exit status 1 (never a silent 0)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt, SystemExit):
+            raise
+        except BrokenPipeError:  # e.g. `membership audit export ... | head`: the reader had enough
+            sys.stderr.close()
+            sys.exit(1)
+        except Exception as error:
+            first_line = (str(error).splitlines() or [""])[0]  # PostgreSQL adds the statement and a caret
+            what = "the database is unavailable" if is_transient(error) else f"{type(error).__name__}: {first_line}"
+            log.debug("command failed", exc_info=error)
+            click.echo(f"membership: {ctx.invoked_subcommand or 'command'} failed: {what}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=OperatorCommands)
 def main() -> None:
     """Organization membership service (oCore Team Management)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -78,9 +101,17 @@ def main() -> None:
 @click.option("--host", envvar="MEMBERSHIP_HOST", default="127.0.0.1", show_default=True)
 @click.option("--port", envvar="MEMBERSHIP_PORT", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", envvar="MEMBERSHIP_WORKERS", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--threads", envvar="MEMBERSHIP_THREADS", default=DEFAULT_REQUEST_THREADS, show_default=True,
+    type=click.IntRange(1, 64), help="Threads answering requests in each process.",
+)  # fmt: skip
+@click.option(
+    "--request-timeout", envvar="MEMBERSHIP_REQUEST_TIMEOUT", default=DEFAULT_REQUEST_TIMEOUT_S, show_default=True,
+    type=click.FloatRange(0.5, 300), help="Seconds a client has to send a whole request, else 408.",
+)  # fmt: skip
 @click.option("--with-worker", is_flag=True, help="Also run the projections in this process (PostgreSQL).")
-def serve(host: str, port: int, workers: int, with_worker: bool) -> None:
-    """Serve the HTTP API with gunicorn.
+def serve(host: str, port: int, workers: int, threads: int, request_timeout: float, with_worker: bool) -> None:
+    """Serve the HTTP API with gunicorn (see api/server.py).
 
     On SQLite the projections always run inside the server; on PostgreSQL run
     `membership worker` beside it, or pass --with-worker for a single node.
@@ -88,6 +119,7 @@ def serve(host: str, port: int, workers: int, with_worker: bool) -> None:
     settings = load_settings()
     try:
         settings.token_verification()
+        settings = replace(settings, database=settings.database.serving(threads))  # pools sized for the threads
     except ConfigurationError as error:
         click.echo(f"membership: configuration error: {error}", err=True)
         sys.exit(2)
@@ -101,28 +133,8 @@ def serve(host: str, port: int, workers: int, with_worker: bool) -> None:
     finally:
         services.close()
     click.echo(f"membership: serving on http://{host}:{port} ({settings.database.backend})", err=True)
-    # The app writes its own structured access log (api.access); gunicorn's would repeat it.
-    options = {"bind": f"{host}:{port}", "workers": workers, "control_socket_disable": True}
-    GunicornServer(settings, run_projections, options).run()
-
-
-class GunicornServer(BaseApplication):  # type: ignore[misc]
-    """gunicorn, configured in code; each worker builds its own app after the fork."""
-
-    def __init__(self, settings: Settings, run_projections: bool, options: dict[str, Any]) -> None:
-        self.settings = settings
-        self.run_projections = run_projections
-        self.options = options
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            self.cfg.set(key, value)
-
-    def load(self) -> Any:
-        from api import create_app
-
-        return create_app(self.settings, run_projections=self.run_projections)
+    options = {"bind": f"{host}:{port}", "workers": workers, "threads": threads}
+    GunicornServer(settings, run_projections, options, request_timeout).run()
 
 
 @main.command()
@@ -147,10 +159,6 @@ def worker(batch_size: int, job_batch_size: int) -> None:
         log.info("worker started: projections %s, the invitation mailer and bulk jobs", ", ".join(runner.names))
         with suppress(KeyboardInterrupt):
             runner.run_forever()
-        if runner.failed:
-            for name, error in runner.failed.items():
-                click.echo(f"membership: projection {name!r} failed: {error}", err=True)
-            sys.exit(1)
 
 
 @main.command()
@@ -187,21 +195,111 @@ def projections() -> None:
 @projections.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def projections_status(as_json: bool) -> None:
-    """Each projection's position, the latest event position, and the lag."""
+    """Each projection's position, lag and state, and the events parked for one organization.
+
+    Exits 1 when a read model is stalled or holds events back."""
     with services() as built:
         latest = built.organizations.recorder.max_notification_id() or 0
         rows = store.status(built.read_db, latest)
+        parked = parking.active(built.read_db)
     if as_json:
-        click.echo(json.dumps({"latest": latest, "projections": [vars(row) for row in rows]}, indent=2))
-        return
-    click.echo(f"latest event position: {latest}")
-    click.echo(f"{'projection':<12} {'gen':>4} {'state':<9} {'position':>10} {'lag':>8}  error")
-    for row in rows:
+        generations = [{**vars(row), "updated_at": _iso(row.updated_at), "stalled": row.stalled} for row in rows]
         click.echo(
-            f"{row.name:<12} {row.generation:>4} {row.state:<9} {row.position:>10} {row.lag:>8}  {row.error or ''}"
+            json.dumps(
+                {"latest": latest, "projections": generations, "parked": [p.as_json() for p in parked]}, indent=2
+            )
         )
-    if any(row.error for row in rows):
+    else:
+        click.echo(f"latest event position: {latest}")
+        click.echo(f"{'projection':<12} {'gen':>4} {'state':<9} {'position':>10} {'lag':>8} {'parked':>6}  problem")
+        for row in rows:
+            problem = row.error or ("stalled: no progress while events wait" if row.stalled else "")
+            click.echo(
+                f"{row.name:<12} {row.generation:>4} {row.state:<9} {row.position:>10} {row.lag:>8}"
+                f" {row.parked:>6}  {problem}"
+            )
+        _echo_parked(parked)
+    if parked or any(row.stalled for row in rows):
         sys.exit(1)
+
+
+def _echo_parked(parked: list[parking.ParkedEvent]) -> None:
+    if not parked:
+        return
+    click.echo(f"\nparked events ({len(parked)}): each holds back one organization in one read model")
+    for event in parked:
+        click.echo(
+            f"  {event.name} organization {event.organization_id or '?'} (aggregate {event.aggregate_id})"
+            f" at position {event.position}: {event.event_type}, {event.attempts} attempts, since"
+            f" {event.parked_at.isoformat(timespec='seconds')}\n    {event.error}"
+        )
+    click.echo("  after a fix: membership projections retry; to give one up: membership projections skip")
+
+
+@projections.command("retry")
+@click.argument("names", nargs=-1)
+@click.option("--org", "organization_id", type=click.UUID, help="Only this organization's parked events.")
+def projections_retry(names: tuple[str, ...], organization_id: UUID | None) -> None:
+    """Apply parked events again (after a fix); an organization whose events all apply is released.
+
+    Exits 1 if any still fails (it stays parked, with the new error)."""
+    with services() as built:
+        chosen = _parked(built, names, organization_id)
+        outcomes = [retrying.retry(built.read_db, built.organizations, parked) for parked in chosen]
+    failing = _report(outcomes)
+    if failing:
+        sys.exit(1)
+
+
+@projections.command("skip")
+@click.argument("name")
+@click.option("--org", "organization_id", type=click.UUID, required=True)
+@click.option("--position", type=int, required=True, help="The parked event's position (see status).")
+@click.option("--reason", required=True, help="Why the event may be left out (recorded in the audit trail).")
+@click.option("--operator", default=getpass.getuser, show_default="your user name", help="Who decides.")
+def projections_skip(name: str, organization_id: UUID, position: int, reason: str, operator: str) -> None:
+    """Give up one parked event for good: NAME then applies the organization's later events without it.
+
+    The skip is recorded in the organization's audit trail (EventSkipped), with the reason."""
+    with services() as built:
+        parked = [p for p in _parked(built, (name,), organization_id) if p.position == position]
+        if not parked:
+            click.echo(f"membership: no event of organization {organization_id} is parked in {name!r} at position"
+                       f" {position}; see membership projections status", err=True)  # fmt: skip
+            sys.exit(1)
+        try:
+            outcomes = [retrying.skip(built.read_db, built.organizations, p, operator, reason) for p in parked]
+        except MembershipError as error:
+            click.echo(f"membership: cannot record the skip: {error.message}", err=True)
+            sys.exit(1)
+    if _report(outcomes):
+        sys.exit(1)
+
+
+def _parked(built: Services, names: tuple[str, ...], organization_id: UUID | None) -> list[parking.ParkedEvent]:
+    unknown = sorted(set(names) - set(PROJECTIONS))
+    if unknown:
+        raise click.BadParameter(f"unknown projection {', '.join(unknown)}; known: {', '.join(PROJECTIONS)}")
+    parked = parking.active(built.read_db, str(organization_id) if organization_id else None)
+    return [p for p in parked if not names or p.name in names]
+
+
+def _report(outcomes: list[retrying.RetryOutcome]) -> int:
+    """Print each outcome; return how many are still failing."""
+    if not outcomes:
+        click.echo("nothing is parked")
+    for outcome in outcomes:
+        parked = outcome.parked
+        where = f"{parked.name}: organization {parked.organization_id or '?'} (aggregate {parked.aggregate_id})"
+        if outcome.still_failing:
+            click.echo(f"{where}: still failing after {outcome.applied} events: {outcome.still_failing}")
+        else:
+            click.echo(f"{where}: released, {outcome.applied} events applied")
+    return sum(1 for outcome in outcomes if outcome.still_failing)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
 
 
 @projections.command("rebuild")
@@ -235,7 +333,11 @@ def projections_rebuild(names: tuple[str, ...], restart: bool, batch_size: int, 
         ) as bar:
             rebuild.on_progress = bar.update
             generations = rebuild.run(restart=restart)
+        parked = [p for p in parking.active(built.read_db) if generations.get(p.name) == p.generation]
     click.echo("rebuilt: " + ", ".join(f"{name} (generation {gen})" for name, gen in sorted(generations.items())))
+    if parked:
+        _echo_parked(parked)
+        sys.exit(1)
 
 
 # -- audit -------------------------------------------------------------------

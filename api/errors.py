@@ -15,8 +15,10 @@ from flask import Flask, g, jsonify
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
+from membership import Receipt
 from membership import exceptions as domain
-from projections.store import ReadModelLaggingError
+from projections.outages import is_transient
+from projections.store import OrganizationDegradedError, ReadModelLaggingError
 
 log = logging.getLogger("api.errors")
 PROBLEM_TYPE = "https://ocore.dev/problems/"
@@ -41,7 +43,7 @@ HTTP_CODES = {
     415: "unsupported_media_type",
     422: "validation_failed",
     429: "rate_limited",
-    503: "unavailable",
+    503: "database_unavailable",
 }
 
 
@@ -55,6 +57,14 @@ class ApiError(Exception):
         self.status, self.code, self.detail = status, code, detail
         self.headers = headers or {}
         self.extra = extra
+
+
+class SavedButUnconfirmedError(Exception):
+    """The command was saved, but the read models could not show it in time (HTTP 503 naming what was saved)."""
+
+    def __init__(self, receipt: Receipt, reason: Exception) -> None:
+        super().__init__(str(reason))
+        self.receipt, self.reason = receipt, reason
 
 
 def problem(
@@ -79,7 +89,8 @@ def register_error_handlers(app: Flask) -> None:
     """Map every exception class to its problem, once, by base class."""
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(domain.MembershipError, _domain_error)
-    app.register_error_handler(ReadModelLaggingError, _lagging)
+    app.register_error_handler(SavedButUnconfirmedError, _saved_but_unconfirmed)
+    app.register_error_handler(OrganizationDegradedError, _degraded)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)
 
@@ -98,10 +109,37 @@ def _domain_error(error: domain.MembershipError) -> ResponseReturnValue:
     return problem(status, error.code, error.message, **extra)
 
 
-def _lagging(error: ReadModelLaggingError) -> ResponseReturnValue:
-    log.warning("read model lagging: %s", error)
-    detail = "The change was saved, but the read models have not caught up yet; retry the read shortly."
-    return problem(503, "read_model_lagging", detail, {"Retry-After": "1"})
+def _saved_but_unconfirmed(error: SavedButUnconfirmedError) -> ResponseReturnValue:
+    """The change is stored for good; only showing it failed. Say so, and name what was saved."""
+    receipt = error.receipt
+    log.warning("command saved at position %s but not confirmed: %s", receipt.position, error.reason)
+    saved = {"organizationId": str(receipt.organization_id), "position": receipt.position,
+             "id": str(receipt.id) if receipt.id else None}  # fmt: skip
+    what = f" ({receipt.id})" if receipt.id else ""
+    detail = (
+        f"The change{what} was saved (event position {receipt.position}), but {_why_unconfirmed(error.reason)}."
+        " Do not repeat it blindly: read it back shortly, or retry with the same Idempotency-Key."
+    )
+    code = "organization_degraded" if isinstance(error.reason, OrganizationDegradedError) else "read_model_lagging"
+    return problem(503, code, detail, {"Retry-After": "1"}, saved=saved)
+
+
+def _why_unconfirmed(reason: Exception) -> str:
+    if isinstance(reason, OrganizationDegradedError):
+        return f"{reason}, so it cannot be shown yet"
+    if isinstance(reason, ReadModelLaggingError):
+        return "the read models have not caught up yet"
+    return "the database stopped answering before the read models could show it"
+
+
+def _degraded(error: OrganizationDegradedError) -> ResponseReturnValue:
+    detail = f"This organization's data cannot be shown reliably: {error}. The operators have been told; retry later."
+    return problem(503, "organization_degraded", detail, {"Retry-After": "30"})
+
+
+def _unavailable() -> ResponseReturnValue:
+    detail = "The database is not answering right now; retry shortly."
+    return problem(503, "database_unavailable", detail, {"Retry-After": "2"})
 
 
 def _http_error(error: HTTPException) -> ResponseReturnValue:
@@ -125,6 +163,9 @@ def _http_error(error: HTTPException) -> ResponseReturnValue:
 def _unexpected(error: Exception) -> ResponseReturnValue:
     if isinstance(error, HTTPException):
         return _http_error(error)
+    if is_transient(error):
+        log.warning("database unavailable (request %s): %s", getattr(g, "request_id", "-"), error)
+        return _unavailable()
     request_id = getattr(g, "request_id", "-")
     log.error("unexpected error (request %s)", request_id, exc_info=error)
     detail = f"An unexpected error occurred. Quote request id {request_id} when reporting it."

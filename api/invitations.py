@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from flask_smorest import Blueprint
-
 from api.auth import current_caller, current_member, member_manager
-from api.context import services, settled, utc_now
+from api.blueprint import Blueprint
+from api.commands import execute
+from api.context import services, utc_now
 from api.errors import ApiError
+from api.paging import checked_cursor
+from api.problems import IN_ORGANIZATION, MANAGER, RATE_LIMITED, answers
 from api.ratelimit import check_invitation_rate
 from api.schemas import (
     InvitationListSchema,
@@ -19,15 +21,18 @@ from api.schemas import (
     InviteLinkListSchema,
     InviteLinkSchema,
     MessageSchema,
+    PageQuerySchema,
     ResendSchema,
 )
+from membership import exceptions as err
 from projections import queries
-from projections.records import InviteLinkRecord
+from projections.records import InviteLinkRecord, Page
 
 blp = Blueprint("invitations", __name__, url_prefix="/api", description="Invitations and invite links")
 
 
 @blp.route("/invitations", methods=["GET"])
+@answers(MANAGER)
 @blp.arguments(InvitationsQuerySchema, location="query")
 @blp.response(200, InvitationListSchema)
 def list_invitations(args: dict[str, Any]) -> Any:
@@ -42,16 +47,24 @@ def list_invitations(args: dict[str, Any]) -> Any:
 
 
 @blp.route("/invitations/<uuid:invitation_id>", methods=["DELETE"])
+@answers(
+    IN_ORGANIZATION, err.MissingPermissionError, err.InvitationNotFoundError, err.InvitationNotPendingError,
+    err.PrivilegeEscalationError, err.ConflictError,
+)  # fmt: skip
 @blp.response(200, MessageSchema)
 def cancel_invitation(invitation_id: UUID) -> Any:
     """Cancel a pending (or expired) invitation (manage:members)."""
     organization_id, _ = current_member()
-    settled(services().organizations.cancel_invitation(organization_id, current_caller().actor, invitation_id))
+    execute(lambda: services().organizations.cancel_invitation(organization_id, current_caller().actor, invitation_id))
     return {"message": "The invitation was cancelled."}
 
 
 @blp.route("/invitations/<uuid:invitation_id>/resend", methods=["POST"])
-@blp.arguments(ResendSchema)
+@answers(
+    IN_ORGANIZATION, RATE_LIMITED, err.MissingPermissionError, err.InvitationNotFoundError,
+    err.InvitationNotPendingError, err.PrivilegeEscalationError, err.ConflictError,
+)  # fmt: skip
+@blp.arguments(ResendSchema, required=False)
 @blp.response(200, InvitationSchema)
 def resend_invitation(body: dict[str, Any], invitation_id: UUID) -> Any:
     """A new token and expiry; the previous link stops working (manage:members)."""
@@ -59,18 +72,22 @@ def resend_invitation(body: dict[str, Any], invitation_id: UUID) -> Any:
     actor = current_caller().actor
     check_invitation_rate(actor.user_id)
     organizations = services().organizations
-    settled(organizations.resend_invitation(organization_id, actor, invitation_id, body.get("expiresInDays")))
+    execute(lambda: organizations.resend_invitation(organization_id, actor, invitation_id, body.get("expiresInDays")))
     return queries.get_invitation(services().read_db, organization_id, invitation_id, utc_now())
 
 
 @blp.route("/invite-links", methods=["POST"])
+@answers(
+    IN_ORGANIZATION, err.MissingPermissionError, err.RoleNotFoundError, err.OwnerRoleNotAssignableError,
+    err.PrivilegeEscalationError, err.ConflictError,
+)  # fmt: skip
 @blp.arguments(InviteLinkCreateSchema)
 @blp.response(201, InviteLinkSchema)
 def create_invite_link(body: dict[str, Any]) -> Any:
     """A shareable link granting a role, with a use limit (0 = unlimited) and an expiry (manage:members)."""
     organization_id, _ = current_member()
-    receipt = settled(
-        services().organizations.create_invite_link(
+    receipt = execute(
+        lambda: services().organizations.create_invite_link(
             organization_id, current_caller().actor, body["roleId"], body["maxUses"], body["expiresInDays"]
         )
     )
@@ -81,22 +98,28 @@ def create_invite_link(body: dict[str, Any]) -> Any:
 
 
 @blp.route("/invite-links", methods=["GET"])
+@answers(MANAGER)
+@blp.arguments(PageQuerySchema, location="query")
 @blp.response(200, InviteLinkListSchema)
-def list_invite_links() -> Any:
-    """Links not deleted, with their codes (manage:members)."""
+def list_invite_links(args: dict[str, Any]) -> Any:
+    """Links not deleted, newest first, with their codes (manage:members)."""
     organization_id, _ = member_manager()
-    records = queries.list_invite_links(services().read_db, organization_id)
+    with checked_cursor():
+        page = queries.list_invite_links(services().read_db, organization_id, args["limit"], args.get("cursor"))
     codes = services().organizations.invite_link_codes(organization_id)
-    links = [_with_code(record, codes[UUID(record.id)]) for record in records]
-    return {"inviteLinks": links, "total": len(links)}
+    return Page([_with_code(record, codes[UUID(record.id)]) for record in page.items], page.total, page.next_cursor)
 
 
 @blp.route("/invite-links/<uuid:link_id>", methods=["DELETE"])
+@answers(
+    IN_ORGANIZATION, err.MissingPermissionError, err.InviteLinkNotFoundError, err.PrivilegeEscalationError,
+    err.ConflictError,
+)  # fmt: skip
 @blp.response(200, MessageSchema)
 def delete_invite_link(link_id: UUID) -> Any:
     """Delete a link: it stops working at once (manage:members)."""
     organization_id, _ = current_member()
-    settled(services().organizations.delete_invite_link(organization_id, current_caller().actor, link_id))
+    execute(lambda: services().organizations.delete_invite_link(organization_id, current_caller().actor, link_id))
     return {"message": "The invite link was deleted."}
 
 

@@ -6,13 +6,17 @@ from typing import Any
 from uuid import UUID
 
 from flask import request
-from flask_smorest import Blueprint
 
 from api.auth import current_caller, member_manager
-from api.context import services, settled
+from api.blueprint import Blueprint
+from api.commands import execute
+from api.context import services
 from api.errors import ApiError
+from api.paging import checked_cursor
+from api.problems import MANAGER, answers
 from api.schemas import BulkRemoveSchema, BulkRoleSchema, JobEnvelopeSchema, JobListSchema, JobSchema, PageQuerySchema
-from membership.jobs import REMOVAL, ROLE_CHANGE, JobNotFoundError
+from membership import exceptions as err
+from membership.jobs import REMOVAL, ROLE_CHANGE, JobFinishedError, JobNotFoundError
 from projections import queries
 from projections.records import JobRecord
 
@@ -21,6 +25,7 @@ MAX_IDEMPOTENCY_KEY = 255
 
 
 @blp.route("/members/bulk/role", methods=["POST"])
+@answers(MANAGER, err.RoleNotFoundError, err.OwnerRoleNotAssignableError, err.PrivilegeEscalationError)
 @blp.arguments(BulkRoleSchema)
 @blp.response(202, JobEnvelopeSchema)
 def bulk_role(body: dict[str, Any]) -> Any:
@@ -29,6 +34,7 @@ def bulk_role(body: dict[str, Any]) -> Any:
 
 
 @blp.route("/members/bulk/remove", methods=["POST"])
+@answers(MANAGER)
 @blp.arguments(BulkRemoveSchema)
 @blp.response(202, JobEnvelopeSchema)
 def bulk_remove(body: dict[str, Any]) -> Any:
@@ -37,15 +43,18 @@ def bulk_remove(body: dict[str, Any]) -> Any:
 
 
 @blp.route("/jobs", methods=["GET"])
+@answers(MANAGER)
 @blp.arguments(PageQuerySchema, location="query")
 @blp.response(200, JobListSchema)
 def list_jobs(args: dict[str, Any]) -> Any:
     """The organization's jobs, newest first (manage:members)."""
     organization_id, _ = member_manager()
-    return {"jobs": queries.list_jobs(services().read_db, organization_id, args["limit"])}
+    with checked_cursor():
+        return queries.list_jobs(services().read_db, organization_id, args["limit"], args.get("cursor"))
 
 
 @blp.route("/jobs/<uuid:job_id>", methods=["GET"])
+@answers(MANAGER, JobNotFoundError)
 @blp.response(200, JobSchema)
 def get_job(job_id: UUID) -> Any:
     """Progress and per-member results (manage:members)."""
@@ -54,11 +63,12 @@ def get_job(job_id: UUID) -> Any:
 
 
 @blp.route("/jobs/<uuid:job_id>/cancel", methods=["POST"])
+@answers(MANAGER, JobNotFoundError, JobFinishedError, err.ConflictError)
 @blp.response(200, JobSchema)
 def cancel_job(job_id: UUID) -> Any:
     """Stop a job after the batch in progress (manage:members); 409 once it has finished."""
     organization_id, _ = member_manager()
-    settled(services().organizations.cancel_job(organization_id, current_caller().actor, job_id))
+    execute(lambda: services().organizations.cancel_job(organization_id, current_caller().actor, job_id))
     return _job(organization_id, job_id)
 
 
@@ -69,10 +79,11 @@ def _start(job_type: str, member_ids: list[UUID], role_id: UUID | None) -> Any:
         raise ApiError(
             400, "invalid_idempotency_key", f"An Idempotency-Key has at most {MAX_IDEMPOTENCY_KEY} characters."
         )
-    receipt, _ = services().organizations.request_bulk_job(
-        organization_id, current_caller().actor, job_type, member_ids, role_id, key
+    receipt = execute(
+        lambda: services().organizations.request_bulk_job(
+            organization_id, current_caller().actor, job_type, member_ids, role_id, key
+        )[0]
     )
-    settled(receipt)
     assert receipt.id is not None
     return {"job": _job(organization_id, receipt.id)}, 202, {"Location": f"/api/jobs/{receipt.id}"}
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from flask_smorest import Blueprint
-
 from api.auth import current_caller, current_member
-from api.context import services, settled, utc_now
+from api.blueprint import Blueprint
+from api.commands import execute
+from api.context import services, utc_now
 from api.errors import ApiError
+from api.problems import IN_ORGANIZATION, RATE_LIMITED, answers
 from api.ratelimit import check_invitation_rate
 from api.schemas import (
     InvitationSchema,
@@ -20,12 +21,14 @@ from api.schemas import (
     MessageSchema,
     RoleChangeSchema,
 )
+from membership import exceptions as err
 from projections import queries
 
 blp = Blueprint("members", __name__, url_prefix="/api", description="Members of the active organization")
 
 
 @blp.route("/members", methods=["GET"])
+@answers(IN_ORGANIZATION, err.RoleNotFoundError)
 @blp.arguments(MembersQuerySchema, location="query")
 @blp.response(200, MemberListSchema)
 def list_members(args: dict[str, Any]) -> Any:
@@ -41,6 +44,11 @@ def list_members(args: dict[str, Any]) -> Any:
 
 
 @blp.route("/members/invite", methods=["POST"])
+@answers(
+    IN_ORGANIZATION, RATE_LIMITED, err.MissingPermissionError, err.InvalidValueError, err.RoleNotFoundError,
+    err.OwnerRoleNotAssignableError, err.PrivilegeEscalationError, err.AlreadyMemberError, err.AlreadyInvitedError,
+    err.TooManyPendingInvitationsError, err.ConflictError,
+)  # fmt: skip
 @blp.arguments(InviteSchema)
 @blp.response(201, InvitationSchema)
 def invite_member(body: dict[str, Any]) -> Any:
@@ -48,8 +56,8 @@ def invite_member(body: dict[str, Any]) -> Any:
     organization_id, _ = current_member()
     actor = current_caller().actor
     check_invitation_rate(actor.user_id)
-    receipt = settled(
-        services().organizations.invite_member(
+    receipt = execute(
+        lambda: services().organizations.invite_member(
             organization_id, actor, body["email"], body["roleId"], body["expiresInDays"]
         )
     )
@@ -58,40 +66,52 @@ def invite_member(body: dict[str, Any]) -> Any:
 
 
 @blp.route("/members/leave", methods=["POST"])
+@answers(IN_ORGANIZATION, err.OwnerCannotLeaveError, err.ConflictError)
 @blp.response(200, MessageSchema)
 def leave() -> Any:
     """Leave the organization (the Owner must transfer ownership first)."""
     organization_id, _ = current_member()
-    settled(services().organizations.leave(organization_id, current_caller().actor))
+    execute(lambda: services().organizations.leave(organization_id, current_caller().actor))
     return {"message": "You have left the organization."}
 
 
 @blp.route("/members/<uuid:member_id>", methods=["DELETE"])
+@answers(
+    IN_ORGANIZATION, err.MissingPermissionError, err.MemberNotFoundError, err.OwnerCannotBeRemovedError,
+    err.CannotRemoveYourselfError, err.PrivilegeEscalationError, err.ConflictError,
+)  # fmt: skip
 @blp.response(200, MessageSchema)
 def remove_member(member_id: UUID) -> Any:
     """Remove a member (manage:members); not the Owner, not yourself."""
     organization_id, _ = current_member()
-    settled(services().organizations.remove_member(organization_id, current_caller().actor, member_id))
+    execute(lambda: services().organizations.remove_member(organization_id, current_caller().actor, member_id))
     return {"message": "The member was removed."}
 
 
 @blp.route("/members/<uuid:member_id>/role", methods=["PUT"])
+@answers(
+    IN_ORGANIZATION, err.MissingPermissionError, err.MemberNotFoundError, err.OwnerRoleCannotChangeError,
+    err.PrivilegeEscalationError, err.RoleNotFoundError, err.OwnerRoleNotAssignableError, err.ConflictError,
+)  # fmt: skip
 @blp.arguments(RoleChangeSchema)
 @blp.response(200, MemberChangedSchema)
 def change_role(body: dict[str, Any], member_id: UUID) -> Any:
     """Change a member's role (manage:members); takes effect on their next request."""
     organization_id, _ = current_member()
-    settled(services().organizations.change_role(organization_id, current_caller().actor, member_id, body["roleId"]))
+    execute(
+        lambda: services().organizations.change_role(organization_id, current_caller().actor, member_id, body["roleId"])
+    )
     member = queries.get_member(services().read_db, organization_id, member_id)
     return {"message": "The member's role was changed.", "member": member}
 
 
 @blp.route("/members/<uuid:member_id>/transfer-ownership", methods=["POST"])
+@answers(IN_ORGANIZATION, err.OwnerOnlyError, err.MemberNotFoundError, err.AlreadyOwnerError, err.ConflictError)
 @blp.response(200, MessageSchema)
 def transfer_ownership(member_id: UUID) -> Any:
     """Make another member the Owner (Owner only); the old Owner becomes an Admin."""
     organization_id, _ = current_member()
-    settled(services().organizations.transfer_ownership(organization_id, current_caller().actor, member_id))
+    execute(lambda: services().organizations.transfer_ownership(organization_id, current_caller().actor, member_id))
     return {"message": "Ownership was transferred; you are now an Admin."}
 
 

@@ -6,12 +6,59 @@ types; the OpenAPI document is generated from these same schemas.
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate
 
 from membership.domain import INVITATION_DAYS, INVITE_LINK_DAYS, MAX_LINK_USES
+from membership.permissions import all_permissions
+from membership.text import text_problem
 from projections.queries import INVITATION_STATUSES
 
 MAX_PAGE = 200
+# What membership.text refuses, as a pattern the OpenAPI document can declare (lone surrogates
+# cannot be written in a JSON Schema pattern; PrintableText refuses them too).
+UNPRINTABLE = "\\u0000-\\u001f\\u007f-\\u009f\\u202a-\\u202e\\u2066-\\u2069"
+PRINTABLE_PATTERN = f"^[^{UNPRINTABLE}]*$"
+# Names are stored with whitespace folded (str.split), so one of only spaces is refused (by the domain: 422).
+SPACES = "\\u0020\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+NAME_PATTERN = f"^[{SPACES}]*[^{UNPRINTABLE}{SPACES}][^{UNPRINTABLE}]*$"
+CURSOR_PATTERN = "^[A-Za-z0-9_-]+$"  # base64url, unpadded (projections.queries.encode_cursor)
+EMAIL_DESCRIPTION = (
+    "An e-mail address; internationalized ones (RFC 6531) too. It must also be deliverable and written in one"
+    " script per part (membership.addresses), else 422 `invalid_value`"
+)
+
+
+class PrintableText(validate.Regexp):
+    """The stored-text rule (no control characters, lone surrogates or bidi controls), declared as a pattern.
+
+    A narrower `pattern` may be declared where the rest is refused later: a name of only spaces by the
+    domain (422 `invalid_value`), a cursor the API did not make by the query (400 `invalid_cursor`).
+    """
+
+    def __init__(self, pattern: str = PRINTABLE_PATTERN) -> None:
+        super().__init__(pattern)
+
+    def __call__(self, value: Any) -> Any:
+        problem = text_problem(value)
+        if problem is not None:
+            raise ValidationError(f"Must not contain {problem}.")
+        return value
+
+
+def text(low: int, high: int, pattern: str = PRINTABLE_PATTERN, **options: Any) -> fields.String:
+    """A string field of `low` to `high` characters obeying the stored-text rule (see PrintableText)."""
+    return fields.String(validate=[validate.Length(low, high), PrintableText(pattern)], **options)
+
+
+def permission_id() -> fields.String:
+    """One of the permissions a role can hold (`view|manage:resource`), declared as an enum."""
+    return fields.String(
+        validate=validate.OneOf(
+            [p.id for p in all_permissions()], error="Unknown permission {input}: use one of {choices}."
+        )
+    )
 
 
 def days(allowed: range, default: int | None = 7) -> fields.Integer:
@@ -20,11 +67,11 @@ def days(allowed: range, default: int | None = 7) -> fields.Integer:
 
 # -- requests --------------------------------------------------------------------------------------------------
 class OrganizationCreateSchema(Schema):
-    name = fields.String(required=True, validate=validate.Length(1, 200))
+    name = text(1, 200, NAME_PATTERN, required=True)
 
 
 class InviteSchema(Schema):
-    email = fields.String(required=True, validate=validate.Length(1, 254))
+    email = text(1, 254, required=True, metadata={"format": "idn-email", "description": EMAIL_DESCRIPTION})
     roleId = fields.UUID(required=True)
     expiresInDays = days(INVITATION_DAYS)
 
@@ -44,33 +91,33 @@ class InviteLinkCreateSchema(Schema):
 
 
 class AcceptInviteSchema(Schema):
-    token = fields.String(required=True, validate=validate.Length(1, 200))
+    token = text(1, 200, required=True)
 
 
 class AcceptInviteLinkSchema(Schema):
-    code = fields.String(required=True, validate=validate.Length(1, 200))
+    code = text(1, 200, required=True)
 
 
 class RoleCreateSchema(Schema):
-    name = fields.String(required=True, validate=validate.Length(1, 64))
-    description = fields.String(load_default="", validate=validate.Length(0, 500))
-    permissionIds = fields.List(fields.String(), required=True, validate=validate.Length(0, 16))
+    name = text(1, 64, NAME_PATTERN, required=True)
+    description = text(0, 500, load_default="")
+    permissionIds = fields.List(permission_id(), required=True, validate=validate.Length(0, 16))
 
 
 class RoleUpdateSchema(Schema):
-    name = fields.String(validate=validate.Length(1, 64))
-    description = fields.String(validate=validate.Length(0, 500))
-    permissionIds = fields.List(fields.String(), validate=validate.Length(0, 16))
+    name = text(1, 64, NAME_PATTERN)
+    description = text(0, 500)
+    permissionIds = fields.List(permission_id(), validate=validate.Length(0, 16))
 
 
 class PageQuerySchema(Schema):
     limit = fields.Integer(load_default=50, validate=validate.Range(1, MAX_PAGE))
-    cursor = fields.String(validate=validate.Length(1, 500))
+    cursor = text(1, 500, CURSOR_PATTERN, metadata={"description": "The previous page's `nextCursor`"})
 
 
 class MembersQuerySchema(PageQuerySchema):
-    role = fields.String(validate=validate.Length(1, 64), metadata={"description": "A role id or a role name"})
-    q = fields.String(validate=validate.Length(1, 200), metadata={"description": "Search in e-mail and name"})
+    role = text(1, 64, metadata={"description": "A role id or a role name"})
+    q = text(1, 200, metadata={"description": "Search in e-mail and name"})
 
 
 class InvitationsQuerySchema(PageQuerySchema):
@@ -78,8 +125,8 @@ class InvitationsQuerySchema(PageQuerySchema):
 
 
 class AuditQuerySchema(PageQuerySchema):
-    type = fields.String(validate=validate.Length(1, 64), metadata={"description": "An event type, e.g. RoleChanged"})
-    actor = fields.String(validate=validate.Length(1, 254), metadata={"description": "A user id or e-mail"})
+    type = text(1, 64, metadata={"description": "An event type, e.g. RoleChanged"})
+    actor = text(1, 254, metadata={"description": "A user id or e-mail"})
     since = fields.AwareDateTime(default_timezone=None)
     until = fields.AwareDateTime(default_timezone=None)
 
@@ -126,8 +173,12 @@ class InvitationSchema(Schema):
     createdAt = fields.DateTime(attribute="created_at")
     resentAt = fields.DateTime(attribute="resent_at", allow_none=True)
     resendCount = fields.Integer(attribute="resend_count")
-    emailStatus = fields.String(attribute="email_status", metadata={"enum": ["queued", "sent", "failed"]})
+    emailStatus = fields.String(
+        attribute="email_status", metadata={"enum": ["queued", "sending", "sent", "retrying", "failed"]}
+    )
     lastSentAt = fields.DateTime(attribute="last_sent_at", allow_none=True)
+    lastError = fields.String(attribute="last_error", allow_none=True)
+    nextAttemptAt = fields.DateTime(attribute="next_attempt_at", allow_none=True)
 
 
 class InviteLinkSchema(Schema):
@@ -155,7 +206,9 @@ class MembershipSchema(Schema):
 
 
 class OrganizationListSchema(Schema):
-    organizations = fields.List(fields.Nested(MembershipSchema))
+    organizations = fields.List(fields.Nested(MembershipSchema), attribute="items")
+    total = fields.Integer()
+    nextCursor = fields.String(attribute="next_cursor", allow_none=True)
 
 
 class MemberListSchema(Schema):
@@ -176,8 +229,9 @@ class InvitationListSchema(Schema):
 
 
 class InviteLinkListSchema(Schema):
-    inviteLinks = fields.List(fields.Nested(InviteLinkSchema))
+    inviteLinks = fields.List(fields.Nested(InviteLinkSchema), attribute="items")
     total = fields.Integer()
+    nextCursor = fields.String(attribute="next_cursor", allow_none=True)
 
 
 class JoinedSchema(Schema):
@@ -186,7 +240,9 @@ class JoinedSchema(Schema):
 
 
 class RoleListSchema(Schema):
-    roles = fields.List(fields.Nested(RoleSchema))
+    roles = fields.List(fields.Nested(RoleSchema), attribute="items")
+    total = fields.Integer()
+    nextCursor = fields.String(attribute="next_cursor", allow_none=True)
 
 
 class PermissionSchema(Schema):
@@ -224,10 +280,12 @@ class AuditLogSchema(Schema):
 
 
 class HealthSchema(Schema):
-    status = fields.String()
+    status = fields.String(metadata={"enum": ["ok", "degraded"]})
     database = fields.String()
     position = fields.Integer()
-    projections = fields.Dict()
+    projections = fields.Dict(metadata={"description": "Per read model: position, lag, parked, stalled, error"})
+    parked = fields.List(fields.Dict(), metadata={"description": "Events read models hold back, oldest first"})
+    mail = fields.Dict(metadata={"description": "Invitation e-mail: status (ok or degraded), retrying, failures"})
 
 
 class BulkRoleSchema(Schema):
@@ -272,4 +330,6 @@ class JobEnvelopeSchema(Schema):
 
 
 class JobListSchema(Schema):
-    jobs = fields.List(fields.Nested(JobSummarySchema))
+    jobs = fields.List(fields.Nested(JobSummarySchema), attribute="items")
+    total = fields.Integer()
+    nextCursor = fields.String(attribute="next_cursor", allow_none=True)

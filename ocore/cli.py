@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from ocore import config, output
-from ocore.client import Client
+from ocore.client import MAX_PAGE, Client
 from ocore.output import echo_json
 
 F = Callable[..., Any]
@@ -60,9 +60,9 @@ def show(data: Any, human: Callable[[Any], None]) -> None:
         human(data)
 
 
-def paged(path: str, key: str, follow: bool, **params: Any) -> dict[str, Any]:
+def paged(path: str, key: str, follow: bool, scoped: bool = True, **params: Any) -> dict[str, Any]:
     """One page, or with `follow` every page merged into the last page's envelope."""
-    pages = list(api().pages(path, follow=follow, **params))
+    pages = list(api().pages(path, follow=follow, scoped=scoped, **params))
     merged = {**pages[-1], key: [item for page in pages for item in page[key]]}
     if merged.get("nextCursor") and not json_mode():
         total = f" of {merged['total']}" if "total" in merged else ""
@@ -113,7 +113,7 @@ def org() -> None:
 @global_options
 def org_list() -> None:
     """Your organizations and your role in each."""
-    data = api().request("GET", "/api/organizations", scoped=False)
+    data = paged("/api/organizations", "organizations", True, scoped=False, limit=MAX_PAGE)
     show(data, output.lister("organizations", output.ORGANIZATIONS))
 
 

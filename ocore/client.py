@@ -15,6 +15,7 @@ import click
 import requests
 
 TIMEOUT_S = 30.0
+MAX_PAGE = 200  # the API's largest page
 
 
 class ApiError(click.ClickException):
@@ -124,20 +125,26 @@ class Client:
         """GET with query parameters (None values are left out)."""
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
 
-    def pages(self, path: str, *, follow: bool, **params: Any) -> Iterator[dict[str, Any]]:
+    def pages(self, path: str, *, follow: bool, scoped: bool = True, **params: Any) -> Iterator[dict[str, Any]]:
         """Each page of a cursor-paginated list; with `follow`, until `nextCursor` runs out."""
+        params = {k: v for k, v in params.items() if v is not None}
         while True:
-            page = self.get(path, **params)
+            page = self.request("GET", path, params=params, scoped=scoped)
             yield page
             if not follow or not page.get("nextCursor"):
                 return
             params["cursor"] = page["nextCursor"]
 
+    def every(self, path: str, key: str, *, scoped: bool = True) -> Iterator[dict[str, Any]]:
+        """Every item of a paginated list, fetched in the largest pages."""
+        for page in self.pages(path, follow=True, scoped=scoped, limit=MAX_PAGE):
+            yield from page[key]
+
     def resolve_role(self, role: str) -> str:
         """A role id from an id or a (case-insensitive) name, via GET /api/roles."""
         if _is_uuid(role):
             return role
-        roles = self.get("/api/roles")["roles"]
+        roles = list(self.every("/api/roles", "roles"))
         match = next((r for r in roles if r["name"].casefold() == role.casefold()), None)
         if match is None:
             names = ", ".join(r["name"] for r in roles)

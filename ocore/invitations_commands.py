@@ -9,6 +9,7 @@ import click
 
 from ocore import output
 from ocore.cli import ALL, LIMIT, api, global_options, main, paged, show
+from ocore.client import MAX_PAGE
 
 
 # -- invitations and invite links -----------------------------------------------------------------------------------
@@ -80,7 +81,8 @@ def invite_link_create(role: str, max_uses: int | None, expires_in_days: int | N
 @global_options
 def invite_link_list() -> None:
     """Invite links with their codes and use counts."""
-    show(api().get("/api/invite-links"), output.lister("inviteLinks", output.INVITE_LINKS))
+    data = paged("/api/invite-links", "inviteLinks", True, limit=MAX_PAGE)
+    show(data, output.lister("inviteLinks", output.INVITE_LINKS))
 
 
 @invite_link.command("delete")

@@ -8,7 +8,7 @@ from uuid import UUID
 import click
 
 from ocore import output
-from ocore.cli import LIMIT, api, global_options, main, show
+from ocore.cli import ALL, LIMIT, api, global_options, main, paged, show
 from ocore.client import Client, WatchInterruptedError
 from ocore.output import watch_job
 
@@ -34,10 +34,11 @@ def job_show(job_id: UUID, watch: bool) -> None:
 
 @job.command("list")
 @LIMIT
+@ALL
 @global_options
-def job_list(limit: int | None) -> None:
+def job_list(limit: int | None, follow: bool) -> None:
     """The organization's jobs, newest first."""
-    show(api().get("/api/jobs", limit=limit), output.lister("jobs", output.JOBS))
+    show(paged("/api/jobs", "jobs", follow, limit=limit), output.lister("jobs", output.JOBS))
 
 
 @job.command("cancel")

@@ -8,6 +8,7 @@ import click
 
 from ocore import output
 from ocore.cli import ALL, LIMIT, api, global_options, main, paged, show
+from ocore.client import MAX_PAGE
 
 
 # -- roles, permissions, audit --------------------------------------------------------------------------------------
@@ -20,7 +21,7 @@ def role() -> None:
 @global_options
 def role_list() -> None:
     """Roles with their member counts."""
-    show(api().get("/api/roles"), output.lister("roles", output.ROLES))
+    show(paged("/api/roles", "roles", True, limit=MAX_PAGE), output.lister("roles", output.ROLES))
 
 
 PERMISSION = click.option("--permission", "-p", "permissions", multiple=True, help="A permission id (repeatable).")

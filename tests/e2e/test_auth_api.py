@@ -82,7 +82,7 @@ def test_an_alg_none_token_is_401_invalid_token(api: ApiClient) -> None:
     token = hand_made_jwt({"alg": "none", "typ": "JWT"}, claims_for(user), lambda _: b"")
     response = api.post("/api/organizations", json={"name": "Unsigned"}, headers=bearer(token))
     unauthorized(response, "invalid_token")
-    assert api.get("/api/organizations", api.user()).json == {"organizations": []}
+    assert api.get("/api/organizations", api.user()).json == {"organizations": [], "total": 0, "nextCursor": None}
 
 
 def test_a_hand_made_hs256_token_with_the_configured_secret_is_accepted(api: ApiClient) -> None:
@@ -93,7 +93,7 @@ def test_a_hand_made_hs256_token_with_the_configured_secret_is_accepted(api: Api
         lambda data: hmac.new(JWT_SECRET.encode(), data, hashlib.sha256).digest(),
     )
     response = api.get("/api/organizations", headers=bearer(token))
-    assert response.status_code == 200 and response.json == {"organizations": []}
+    assert response.status_code == 200 and response.json == {"organizations": [], "total": 0, "nextCursor": None}
 
 
 def test_a_token_signed_with_another_secret_is_401_invalid_token(api: ApiClient) -> None:
@@ -129,7 +129,7 @@ def test_a_token_without_a_string_sub_and_an_exp_is_401_invalid_token(api: ApiCl
 def test_a_valid_hs256_token_is_accepted(api: ApiClient) -> None:
     user = api.user()
     response = api.get("/api/organizations", headers=bearer(api.token(user)))
-    assert response.status_code == 200 and response.json == {"organizations": []}
+    assert response.status_code == 200 and response.json == {"organizations": [], "total": 0, "nextCursor": None}
 
 
 class TestAnRs256Server:
@@ -170,7 +170,9 @@ class TestAnRs256Server:
         )
         unauthorized(api.post("/api/organizations", json={"name": "Confused"}, headers=bearer(forged)), "invalid_token")
         assert api.get("/api/organizations", headers=bearer(jwt.encode(claims_for(user), keys[0], "RS256"))).json == {
-            "organizations": []
+            "organizations": [],
+            "total": 0,
+            "nextCursor": None,
         }
 
     def test_an_hs256_token_with_the_configured_style_secret_is_401_invalid_token(self, api: ApiClient) -> None:
@@ -198,7 +200,7 @@ class TestIssuerAndAudience:
     def test_the_right_issuer_and_audience_are_accepted(self, api: ApiClient) -> None:
         token = api.token(api.user(), iss=ISSUER, aud=AUDIENCE)
         response = api.get("/api/organizations", headers=bearer(token))
-        assert response.status_code == 200 and response.json == {"organizations": []}
+        assert response.status_code == 200 and response.json == {"organizations": [], "total": 0, "nextCursor": None}
 
     def test_an_audience_list_containing_ours_is_accepted(self, api: ApiClient) -> None:
         token = api.token(api.user(), iss=ISSUER, aud=["billing", AUDIENCE])
@@ -439,7 +441,7 @@ def test_the_owner_of_a_lists_nothing_of_b(tenants: Tenants) -> None:
     assert {m["userId"] for m in members["members"]} == {attacker.user_id, tenants.a_member.user_id}
     invitations = api.get("/api/invitations?status=all", attacker, org_a).json["invitations"]
     assert [i["email"] for i in invitations] == [tenants.a_member.email]
-    assert api.get("/api/invite-links", attacker, org_a).json == {"inviteLinks": [], "total": 0}
+    assert api.get("/api/invite-links", attacker, org_a).json == {"inviteLinks": [], "total": 0, "nextCursor": None}
     roles = api.get("/api/roles", attacker, org_a).json["roles"]
     assert tenants.b_custom_role not in {r["id"] for r in roles} and "B Ops" not in {r["name"] for r in roles}
     audit = api.get("/api/audit-log?limit=200", attacker, org_a).json["events"]

@@ -522,4 +522,4 @@ def test_every_command_is_visible_to_the_next_get_by_another_member(api: ApiClie
     assert joiner.user_id in member_user_ids(api, admin, org)
 
     assert api.delete(f"/api/invite-links/{link['id']}", owner, org).status_code == 200
-    assert links(api, admin, org) == {"inviteLinks": [], "total": 0}
+    assert links(api, admin, org) == {"inviteLinks": [], "total": 0, "nextCursor": None}

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from openapi_spec_validator import validate
 from werkzeug.test import TestResponse
 
-from membership.permissions import ALL_PERMISSIONS
+import api as api_package
+import membership.jobs  # noqa: F401 (its errors are MembershipErrors too)
+from api.schemas import NAME_PATTERN
+from membership.exceptions import MembershipError
+from membership.permissions import ALL_PERMISSIONS, all_permissions
 from tests.e2e.conftest import ApiClient, User, problem
 
 SYSTEM_ROLES = ["Owner", "Admin", "Developer", "Viewer"]
@@ -43,7 +49,7 @@ def test_roles_lists_the_four_system_roles_first_then_custom_roles_with_their_fi
     org = api.new_org(owner)
     custom = create_role(api, org, owner, "Ops", "manage:servers")
     response = api.get("/api/roles", owner, org)
-    assert response.status_code == 200 and set(response.json) == {"roles"}
+    assert response.status_code == 200 and set(response.json) == {"roles", "total", "nextCursor"}
     roles = response.json["roles"]
     assert [r["name"] for r in roles] == [*SYSTEM_ROLES, "Ops"]
     assert all(set(r) == ROLE_FIELDS for r in roles)
@@ -111,8 +117,8 @@ def test_creating_a_role_with_an_unknown_permission_is_422(api: ApiClient) -> No
     owner = api.user("owner")
     org = api.new_org(owner)
     body = {"name": "Pilots", "permissionIds": ["view:members", "fly:rockets"]}
-    body = problem(api.post("/api/roles", owner, org, json=body), 422, "invalid_value")
-    assert "permissionIds" in body["errors"] and "fly:rockets" in json.dumps(body["errors"])
+    body = problem(api.post("/api/roles", owner, org, json=body), 422, "validation_failed")
+    assert "permissionIds" in body["errors"] and "Unknown permission fly:rockets" in json.dumps(body["errors"])
     assert "Pilots" not in roles_by_name(api, org, owner)
 
 
@@ -270,7 +276,7 @@ def test_creating_an_organization_with_an_empty_name_is_422(api: ApiClient, name
     founder = api.user("founder")
     body = problem(api.post("/api/organizations", founder, json={"name": name}), 422, code)
     assert "name" in body["errors"]
-    assert api.get("/api/organizations", founder).json == {"organizations": []}
+    assert api.get("/api/organizations", founder).json == {"organizations": [], "total": 0, "nextCursor": None}
 
 
 def test_creating_an_organization_without_a_name_is_422_validation_failed(api: ApiClient) -> None:
@@ -289,7 +295,7 @@ def test_organizations_lists_the_callers_organizations_with_their_role_in_each(a
     token = api.invitation_token(beta, invited.json["id"])
     assert api.post("/api/auth/accept-invite", alice, json={"token": token}).status_code == 200
     response = api.get("/api/organizations", alice)
-    assert response.status_code == 200 and set(response.json) == {"organizations"}
+    assert response.status_code == 200 and set(response.json) == {"organizations", "total", "nextCursor"}
     listed = {o["id"]: o for o in response.json["organizations"]}
     assert set(listed) == {alpha, beta}
     assert all(set(o) == {"id", "name", "role"} for o in listed.values())
@@ -456,14 +462,14 @@ def test_a_non_json_body_is_415_unsupported_media_type(api: ApiClient, data: str
     problem(
         api.post("/api/organizations", founder, data=data, content_type=content_type), 415, "unsupported_media_type"
     )
-    assert api.get("/api/organizations", founder).json == {"organizations": []}
+    assert api.get("/api/organizations", founder).json == {"organizations": [], "total": 0, "nextCursor": None}
 
 
 def test_a_body_over_64_kib_is_413_payload_too_large(api: ApiClient) -> None:
     founder = api.user()
     response = api.post("/api/organizations", founder, json={"name": "x" * (64 * 1024 + 1)})
     problem(response, 413, "payload_too_large")
-    assert api.get("/api/organizations", founder).json == {"organizations": []}
+    assert api.get("/api/organizations", founder).json == {"organizations": [], "total": 0, "nextCursor": None}
 
 
 @pytest.mark.parametrize("path", ["/api/no-such-thing", "/api/members/not-a-uuid", "/nowhere"])
@@ -548,7 +554,8 @@ def test_health_is_200_with_the_database_and_each_projections_lag(api: ApiClient
     assert isinstance(health["position"], int) and health["position"] >= 4
     assert {"members", "roles", "invitations", "audit"} <= set(health["projections"])
     for projection in health["projections"].values():
-        assert projection == {"position": health["position"], "lag": 0}
+        assert projection == {"position": health["position"], "lag": 0, "parked": 0, "stalled": False, "error": None}
+    assert health["parked"] == [] and health["mail"]["status"] == "ok"
 
 
 # -- GET /api/openapi.json -----------------------------------------------------------------------------------------
@@ -599,3 +606,109 @@ def test_the_openapi_document_describes_every_path_of_issue_4_with_its_methods(a
         assert set(described[path]) & HTTP_METHODS == set(methods), path
         for method, status in methods.items():
             assert status in described[path][method]["responses"], (method, path, status)
+
+
+# What every operation documents, by its kind: (status, code) pairs (api.problems).
+EVERY_REQUEST = {(500, "internal_error"), (503, "database_unavailable")}
+WITH_A_TOKEN = {(401, code) for code in ("missing_token", "invalid_token", "token_expired", "invalid_token_claims")}
+IN_AN_ORGANIZATION = {(400, "organization_required"), (400, "invalid_organization_id"), (403, "not_a_member"),
+                      (503, "organization_degraded")}  # fmt: skip
+COMMAND = {(400, "invalid_idempotency_key"), (409, "idempotency_key_reused"), (409, "idempotency_key_in_use"),
+           (413, "payload_too_large"), (415, "unsupported_media_type"), (503, "read_model_lagging")}  # fmt: skip
+JSON_BODY = {(400, "malformed_json"), (422, "validation_failed")}
+PUBLIC = {("get", "/api/health")}
+NOT_IN_AN_ORGANIZATION = PUBLIC | {
+    ("get", "/api/organizations"), ("post", "/api/organizations"), ("get", "/api/permissions"),
+    ("post", "/api/auth/accept-invite"), ("post", "/api/auth/accept-invite-link"),
+}  # fmt: skip
+OPTIONAL_BODIES = {("put", "/api/roles/{role_id}"), ("post", "/api/invitations/{invitation_id}/resend")}
+# Domain codes no answer carries: base classes never raised themselves, and organization_not_found (an
+# unknown organization is answered like one the caller does not belong to: not_a_member).
+NEVER_RAISED = {"membership_error", "permission_denied", "gone", "organization_not_found"}
+
+
+def operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(m, path, op) for path, item in spec["paths"].items() for m, op in item.items() if m in HTTP_METHODS]
+
+
+def documented_codes(operation: dict[str, Any]) -> set[tuple[int, str]]:
+    codes = set()
+    for status, response in operation["responses"].items():
+        if not status.startswith("2"):
+            schema = response["content"]["application/problem+json"]["schema"]
+            codes |= {(int(status), code) for code in schema["allOf"][1]["properties"]["code"]["enum"]}
+    return codes
+
+
+def test_every_operation_documents_the_problems_any_request_of_its_kind_can_meet(api: ApiClient) -> None:
+    spec = api.get("/api/openapi.json").json
+    for method, path, operation in operations(spec):
+        key, command = (method, path), method in ("post", "put", "patch", "delete")
+        expected = EVERY_REQUEST | (set() if key in PUBLIC else WITH_A_TOKEN) | (COMMAND if command else set())
+        expected |= set() if key in NOT_IN_AN_ORGANIZATION else IN_AN_ORGANIZATION
+        expected |= JSON_BODY if "requestBody" in operation else set()
+        assert expected <= documented_codes(operation), (method, path, expected - documented_codes(operation))
+        parameters = {parameter.get("$ref") for parameter in operation.get("parameters", [])}
+        assert ("#/components/parameters/OrganizationId" in parameters) is (key not in NOT_IN_AN_ORGANIZATION), key
+        assert ("#/components/parameters/IdempotencyKey" in parameters) is command, key
+        assert operation.get("security", spec["security"]) == ([] if key in PUBLIC else [{"bearerAuth": []}]), key
+
+
+def test_every_error_is_documented_as_a_problem_json_with_its_codes_and_headers(api: ApiClient) -> None:
+    spec = api.get("/api/openapi.json").json
+    for method, path, operation in operations(spec):
+        assert "default" not in operation["responses"], (method, path)
+        for status, response in operation["responses"].items():
+            headers = response.get("headers", {})
+            if status.startswith("2"):
+                assert set(response["content"]) == {"application/json"}
+                assert status != "202" or headers["Location"]["required"], (method, path)
+                continue
+            assert set(response["content"]) == {"application/problem+json"}, (method, path, status)
+            problem_schema, codes_schema = response["content"]["application/problem+json"]["schema"]["allOf"]
+            assert problem_schema == {"$ref": "#/components/schemas/Problem"}
+            assert codes_schema["properties"]["status"]["enum"] == [int(status)]
+            codes = codes_schema["properties"]["code"]["enum"]
+            assert codes and all(f"`{code}`" in response["description"] for code in codes), (method, path, status)
+            required = {"401": "WWW-Authenticate", "429": "Retry-After", "503": "Retry-After"}.get(status)
+            assert required is None or headers[required]["required"], (method, path, status)
+
+
+def test_the_document_names_every_refusal_the_server_gives_and_no_code_it_never_sends(api: ApiClient) -> None:
+    spec = api.get("/api/openapi.json").json
+    documented = {code for _, _, operation in operations(spec) for _, code in documented_codes(operation)}
+    domain = {error.code for error in _subclasses(MembershipError)}
+    assert domain - documented == NEVER_RAISED
+    written = {  # every string the API modules write, but the declarations themselves
+        node.value
+        for module in Path(api_package.__file__).parent.glob("*.py")
+        if module.name != "problems.py"
+        for node in ast.walk(ast.parse(module.read_text()))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    }
+    assert documented - domain - written == set()
+
+
+def test_the_document_declares_the_constraints_the_server_enforces(api: ApiClient) -> None:
+    spec = api.get("/api/openapi.json").json
+    schemas, permissions = spec["components"]["schemas"], [p.id for p in all_permissions()]
+    assert schemas["Invite"]["properties"]["email"]["format"] == "idn-email"  # not `email`: IDN addresses are valid
+    for name in ("RoleCreate", "RoleUpdate"):
+        assert schemas[name]["properties"]["permissionIds"]["items"]["enum"] == permissions
+        assert schemas[name]["properties"]["name"]["pattern"] == NAME_PATTERN
+    assert schemas["OrganizationCreate"]["properties"]["name"]["pattern"] == NAME_PATTERN
+    assert set(schemas["Problem"]["required"]) == {"type", "title", "status", "detail", "code"}
+    assert spec["components"]["parameters"]["OrganizationId"]["schema"]["format"] == "uuid"
+    for method, path, operation in operations(spec):
+        query = {p["name"]: p["schema"] for p in operation.get("parameters", []) if p.get("in") == "query"}
+        if "cursor" in query:
+            assert query["cursor"]["pattern"] == "^[A-Za-z0-9_-]+$" and query["limit"]["minimum"] == 1
+            assert query["limit"]["maximum"] == 200, (method, path)
+        for parameter in spec["paths"][path].get("parameters", []):
+            assert parameter["in"] == "path" and parameter["schema"] == {"type": "string", "format": "uuid"}
+        body = operation.get("requestBody")
+        assert body is None or body["required"] is ((method, path) not in OPTIONAL_BODIES), (method, path)
+
+
+def _subclasses(cls: type[MembershipError]) -> list[type[MembershipError]]:
+    return [cls] + [sub for direct in cls.__subclasses__() for sub in _subclasses(direct)]

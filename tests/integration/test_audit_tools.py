@@ -132,3 +132,12 @@ def test_projection_rebuild_command_rebuilds_and_reports(store: str, timeline: t
     assert code == 0 and "rebuilt: roles (generation 2)" in out
     code, _, err = cli(store, "projections", "rebuild", "nope")
     assert code == 2 and "unknown projection nope" in err
+
+
+def test_a_failing_export_says_why_in_one_line_and_exits_1(store: str, timeline: tuple, services: Services) -> None:
+    org, _ = timeline
+    with services.read_db.transaction() as cursor:
+        cursor.execute("DROP TABLE audit_log_g1")  # the export cannot be produced: it must not look like one
+    code, out, err = cli(store, "audit", "export", "--org", str(org))
+    assert code == 1 and out == ""
+    assert err.startswith("membership: audit failed:") and "audit_log_g1" in err and len(err.splitlines()) == 1
