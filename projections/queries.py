@@ -248,32 +248,6 @@ def get_member(db: ReadDatabase, organization_id: UUID, member_id: UUID) -> Memb
     return _member(db, rows[0]) if rows else None
 
 
-def _keyset_page(
-    db: ReadDatabase,
-    count_from: str,
-    select: str,
-    filters: str,
-    params: list[Any],
-    order: tuple[str, str, bool],
-    cursor: str | None,
-    limit: int,
-) -> tuple[int, list[Any]]:
-    """How many rows match, and the next `limit` + 1 after the cursor (a time and an id), in `order`."""
-    time_column, id_column, descending = order
-    keys = (Key(time_column, descending, datetime), Key(id_column, descending))
-    after, after_params = _after(db, keys, cursor) if cursor else ("", [])
-    with read(db) as tables:
-        total = tables.fetch(f"SELECT COUNT(*) FROM {count_from} WHERE {filters}", *params)[0][0]
-        rows = tables.fetch(
-            f"{select} WHERE {filters}{after} ORDER BY {_order(keys)} LIMIT %s", *params, *after_params, limit + 1
-        )
-    return int(total), rows
-
-
-def _next_cursor(items: Sequence[Any], more: bool, time_attribute: str) -> str | None:
-    return encode_cursor(getattr(items[-1], time_attribute).isoformat(), items[-1].id) if more else None
-
-
 @dataclass(frozen=True)
 class Key:
     """One expression of a list's order, and what its cursors hold for it (str, int or datetime)."""
@@ -339,6 +313,10 @@ def _cursor_after(*values: Any) -> str:
     return encode_cursor(*(value.isoformat() if isinstance(value, datetime) else value for value in values))
 
 
+_MEMBER_KEYS = (Key("m.joined_at", kind=datetime), Key("m.member_id"))
+_INVITATION_KEYS = (Key("i.created_at", descending=True, kind=datetime), Key("i.invitation_id", descending=True))
+
+
 def list_members(
     db: ReadDatabase,
     organization_id: UUID,
@@ -356,18 +334,11 @@ def list_members(
         where.append("(LOWER(m.email) LIKE %s ESCAPE '!' OR LOWER(m.name) LIKE %s ESCAPE '!')")
         pattern = "%" + like_literal(search.lower()) + "%"
         params.extend([pattern, pattern])
-    total, rows = _keyset_page(
-        db,
-        "{members} m",
-        _MEMBER_SELECT,
-        " AND ".join(where),
-        params,
-        ("m.joined_at", "m.member_id", False),
-        cursor,
-        limit,
+    total, rows, more = _ordered_page(
+        db, "{members} m", _MEMBER_SELECT, " AND ".join(where), params, _MEMBER_KEYS, cursor, limit
     )
-    members = [_member(db, row) for row in rows[:limit]]
-    return Page(members, total, _next_cursor(members, len(rows) > limit, "joined_at"))
+    members = [_member(db, row) for row in rows]
+    return Page(members, total, _cursor_after(members[-1].joined_at, members[-1].id) if more else None)
 
 
 def list_invitations(
@@ -390,12 +361,11 @@ def list_invitations(
     elif status in ("accepted", "cancelled"):
         where.append("i.status = %s")
         params.append(status)
-    order = ("i.created_at", "i.invitation_id", True)
-    total, rows = _keyset_page(
-        db, "{invitations} i", _INVITATION_SELECT, " AND ".join(where), params, order, cursor, limit
+    total, rows, more = _ordered_page(
+        db, "{invitations} i", _INVITATION_SELECT, " AND ".join(where), params, _INVITATION_KEYS, cursor, limit
     )
-    items = [_invitation(db, row, now) for row in rows[:limit]]
-    return Page(items, total, _next_cursor(items, len(rows) > limit, "created_at"))
+    items = [_invitation(db, row, now) for row in rows]
+    return Page(items, total, _cursor_after(items[-1].created_at, items[-1].id) if more else None)
 
 
 def get_invitation(

@@ -6,6 +6,7 @@ from uuid import UUID, uuid4
 
 from api.bootstrap import Services
 from membership import Actor, Organizations
+from projections.sql import ReadDatabase
 
 
 def new_actor(name: str = "user") -> Actor:
@@ -82,3 +83,27 @@ def busy_team(services: Services, size: int = 12) -> None:
         app.remove_member(org, owner, member_id(app, org, person))
     app.update_role(org, owner, qa, name="Quality")
     app.cancel_invitation(org, owner, app.invite_member(org, owner, "x@example.com", qa).id)
+
+
+def refuse_member_rows(db: ReadDatabase, email: str) -> None:
+    """A stand-in for a read-model bug that only some rows meet: members_g1 refuses this e-mail."""
+    with db.transaction() as cursor:
+        if db.is_sqlite:
+            cursor.execute(
+                f"CREATE TRIGGER refuse_poison BEFORE INSERT ON members_g1 WHEN NEW.email = '{email}'"
+                " BEGIN SELECT RAISE(ABORT, 'a read-model bug met this row'); END"
+            )
+        else:
+            cursor.execute(
+                "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                f" IF NEW.email = '{email}' THEN RAISE EXCEPTION 'a read-model bug met this row'; END IF;"
+                " RETURN NEW; END $$"
+            )
+            cursor.execute(
+                "CREATE TRIGGER refuse_poison BEFORE INSERT ON members_g1 FOR EACH ROW EXECUTE FUNCTION refuse_poison()"
+            )
+
+
+def fix_the_bug(db: ReadDatabase) -> None:
+    with db.transaction() as cursor:
+        cursor.execute("DROP TRIGGER refuse_poison" + ("" if db.is_sqlite else " ON members_g1"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from projections import parking, retrying
 from tests.e2e.conftest import ApiClient, problem
-from tests.integration.test_parking import fix_the_bug, refuse_member_rows
+from tests.helpers import fix_the_bug, refuse_member_rows
 
 
 def test_a_parked_organization_answers_503_while_other_tenants_and_health_carry_on(api: ApiClient) -> None:

@@ -20,35 +20,10 @@ from api.cli import main
 from membership import Actor, Organization, Organizations
 from projections import parking, retrying, store
 from projections.rebuild import Rebuild
-from projections.sql import ReadDatabase
 from tests.conftest import TEST_SECRET_KEY
-from tests.helpers import join, new_actor, role_id, table_rows
+from tests.helpers import fix_the_bug, join, new_actor, refuse_member_rows, role_id, table_rows
 
 POISON_EMAIL = "poison@example.com"
-
-
-def refuse_member_rows(db: ReadDatabase, email: str) -> None:
-    """A stand-in for a read-model bug that only some rows meet: members_g1 refuses this e-mail."""
-    with db.transaction() as cursor:
-        if db.is_sqlite:
-            cursor.execute(
-                f"CREATE TRIGGER refuse_poison BEFORE INSERT ON members_g1 WHEN NEW.email = '{email}'"
-                " BEGIN SELECT RAISE(ABORT, 'a read-model bug met this row'); END"
-            )
-        else:
-            cursor.execute(
-                "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-                f" IF NEW.email = '{email}' THEN RAISE EXCEPTION 'a read-model bug met this row'; END IF;"
-                " RETURN NEW; END $$"
-            )
-            cursor.execute(
-                "CREATE TRIGGER refuse_poison BEFORE INSERT ON members_g1 FOR EACH ROW EXECUTE FUNCTION refuse_poison()"
-            )
-
-
-def fix_the_bug(db: ReadDatabase) -> None:
-    with db.transaction() as cursor:
-        cursor.execute("DROP TRIGGER refuse_poison" + ("" if db.is_sqlite else " ON members_g1"))
 
 
 def store_link_no_column_can_hold(app: Organizations, organization_id: UUID, owner: Actor) -> None:
