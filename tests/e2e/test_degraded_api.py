@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+from membership import Actor
 from projections import parking, retrying
 from tests.e2e.conftest import ApiClient, problem
 from tests.helpers import fix_the_bug, refuse_member_rows
@@ -45,3 +49,25 @@ def test_a_parked_organization_answers_503_while_other_tenants_and_health_carry_
     members = api.get("/api/members", alice, poisoned)
     assert members.status_code == 200 and victim.email in {m["email"] for m in members.json["members"]}
     assert api.get("/api/health").json["status"] == "ok"
+
+
+def test_health_is_503_when_events_wait_and_no_read_model_moves(api: ApiClient) -> None:
+    """The reported blind spot: the runner was gone, health said "ok" with a lag that never moved."""
+    owner = api.user("owner")
+    org = api.new_org(owner)
+    assert api.services.runner is not None
+    api.services.runner.stop()  # the worker is gone
+    api.services.organizations.create_role(
+        UUID(org), Actor(owner.user_id, owner.email), "Waiting", "", ["view:projects"]
+    )  # an event no read model will apply
+    assert api.get("/api/health").status_code == 200  # waiting a moment is not stalling
+    with api.services.read_db.transaction() as cursor:  # ... but half a minute is
+        cursor.execute(
+            api.services.read_db.sql("UPDATE projection_generations SET updated_at = %s"),
+            (api.services.read_db.to_db_time(datetime.now(UTC) - timedelta(seconds=31)),),
+        )
+
+    stalled = problem(api.get("/api/health"), 503, "read_model_stalled")
+
+    assert "events wait" in stalled["detail"] and stalled["projections"]["roles"]["lag"] == 1
+    assert all(p["stalled"] for p in stalled["projections"].values())
