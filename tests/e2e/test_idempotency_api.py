@@ -120,9 +120,10 @@ def test_a_503_after_saving_names_what_was_saved_and_a_retry_completes_it(
 
 
 def test_a_retry_while_the_first_request_still_runs_is_told_to_wait(
-    api: ApiClient, team, stalled_read_models: Callable[[], None]
+    api: ApiClient, team, stalled_read_models: Callable[[], None], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     owner, org, viewer = team
+    monkeypatch.setattr(commands, "READ_YOUR_WRITES_TIMEOUT_S", 3.0)  # the first request runs that long
     body = {"email": "race@example.com", "roleId": viewer}
     first: list = []
     thread = threading.Thread(
