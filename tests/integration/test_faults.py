@@ -277,6 +277,6 @@ def test_the_service_heals_from_faults_under_load_and_loses_nothing(postgres: Po
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
-        for log in logs:
+        for log in logs:  # nothing answered 500, not even a request no client counted
             text = log.read_text(errors="replace")
-            assert "Traceback" not in text or "internal_error" not in text, f"{log.name}:\n{text[-3000:]}"
+            assert '"status": 500' not in text, f"{log.name}:\n{text[-3000:]}"
