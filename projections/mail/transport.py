@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import smtplib
 import ssl
 from pathlib import Path
 from typing import Protocol
+from uuid import uuid4
 
 from membership.settings import Smtp
 from projections.mail.compose import Outgoing
@@ -75,9 +77,21 @@ class OutboxTransport:
         message = outgoing.message
         self.directory.mkdir(parents=True, exist_ok=True)
         name = str(message["Message-ID"]).strip("<>").replace("/", "_") + ".eml"
-        (self.directory / name).write_bytes(outgoing.as_bytes())
+        self._write_atomically(self.directory / name, outgoing.as_bytes())
         link = next((line for line in message.get_body(("plain",)).get_content().splitlines() if "://" in line), "")  # type: ignore[union-attr]
         log.info("invitation e-mail to %s written to %s; accept link: %s", message["To"], self.directory / name, link)
+
+    @staticmethod
+    def _write_atomically(path: Path, data: bytes) -> None:
+        """Readers of the outbox see a whole .eml file or none: write a hidden temporary file (its name
+        does not end in .eml) in the same directory, then rename it into place."""
+        temporary = path.with_name(f".{path.name}.{uuid4().hex}.tmp")  # unique per writer; umask permissions
+        try:
+            temporary.write_bytes(data)
+            os.replace(temporary, path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
 
 
 def transport_for(smtp: Smtp, var_dir: Path) -> Transport:

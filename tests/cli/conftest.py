@@ -56,6 +56,8 @@ class Server:
         """The token from the newest e-mail for this invitation not read before (the mailer writes .eml files)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            # Only whole messages: the outbox renames each finished file into place, and its temporary
+            # names (".invitation….eml.<hex>.tmp") neither end in .eml nor match this pattern.
             fresh = [p for p in self.outbox.glob(f"invitation.{invitation_id}.*.eml") if p not in self.seen]
             if fresh:
                 self.seen.update(fresh)

@@ -266,6 +266,7 @@ def test_without_smtp_messages_land_in_var_outbox_and_the_link_is_logged(
             mailer.run_once()
         files = list((settings.database.var_dir / "outbox").glob(f"invitation.{invitation}.*.eml"))
         assert len(files) == 1
+        assert list(files[0].parent.iterdir()) == files  # written atomically: no temporary file is left
         message = email.message_from_bytes(files[0].read_bytes())
         assert message["To"] == recipient
         assert token_in(message) in caplog.text
