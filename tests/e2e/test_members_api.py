@@ -6,15 +6,19 @@ of each success, and the problem (status and stable code) of each refusal.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from werkzeug.test import TestResponse
 
+from api import create_app
+from api.bootstrap import build_services
+from membership.permissions import MANAGE_MEMBERS
 from membership.settings import Settings
+from projections import queries
 from tests.e2e.conftest import JWT_SECRET, ApiClient, User, problem
 
 MEMBER_FIELDS = {"id", "userId", "email", "name", "role", "joinedAt", "lastActiveAt"}
@@ -399,11 +403,22 @@ def test_change_role_to_an_unknown_role_is_404_role_not_found(api: ApiClient) ->
     problem(response, 404, "role_not_found")
 
 
-def test_a_demoted_admin_is_refused_on_the_very_next_invite(api: ApiClient) -> None:
+@pytest.fixture
+def second_api(api: ApiClient, api_settings: Settings) -> Iterator[ApiClient]:
+    """Another app instance on the same store, without projections of its own (another API process)."""
+    services = build_services(api_settings)
+    services.organizations.clock = api.clock
+    yield ApiClient(create_app(services=services).test_client(), services, api.clock)
+    services.close()
+
+
+def test_a_demoted_admin_is_refused_on_the_very_next_invite(api: ApiClient, second_api: ApiClient) -> None:
     owner = api.user("owner")
     org = api.new_org(owner)
     admin = api.join(org, owner, "Admin", "admin")
-    assert invite(api, admin, org, api.user().email).status_code == 201
+    # The admin works through a second process, which now has the organization in its caches.
+    assert invite(second_api, admin, org, api.user().email).status_code == 201
+    assert second_api.get("/api/invitations", admin, org).status_code == 200
 
     demoted = api.put(
         f"/api/members/{api.member_id(org, admin, owner)}/role",
@@ -413,7 +428,14 @@ def test_a_demoted_admin_is_refused_on_the_very_next_invite(api: ApiClient) -> N
     )
     assert demoted.status_code == 200, demoted.json
 
-    body = problem(invite(api, admin, org, api.user().email), 403, "missing_permission")
+    # The invite alone cannot catch a stale read model: the aggregate checks manage:members itself. So also
+    # look at what authorizes reads. If the 200 came before the read model applied the demotion, the record
+    # still says Admin here; if the second process answered from what it read before the demotion (a cached
+    # aggregate or member record, a lagging read model), its GET /api/invitations would be 200, not 403.
+    record = queries.member_for_user(api.services.read_db, UUID(org), admin.user_id)
+    assert record is not None and record.role.name == "Viewer" and MANAGE_MEMBERS not in record.role.permissions
+    problem(second_api.get("/api/invitations", admin, org), 403, "missing_permission")
+    body = problem(invite(second_api, admin, org, api.user().email), 403, "missing_permission")
     assert body["permission"] == "manage:members"
 
 
