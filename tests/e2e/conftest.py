@@ -148,3 +148,12 @@ def api(api_settings: Settings) -> Iterator[ApiClient]:
     app = create_app(services=services, run_projections=True)
     yield ApiClient(app.test_client(), services, clock)
     services.close()
+
+
+@pytest.fixture
+def second_api(api: ApiClient, api_settings: Settings) -> Iterator[ApiClient]:
+    """Another app instance on the same store, without projections of its own (another API process)."""
+    services = build_services(api_settings)
+    services.organizations.clock = api.clock
+    yield ApiClient(create_app(services=services).test_client(), services, api.clock)
+    services.close()

@@ -9,15 +9,13 @@ MEMBERSHIP_ACCEPT_FAILURE_WINDOW_SECONDS): 429 `rate_limited` with Retry-After.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from werkzeug.test import TestResponse
 
-from api import create_app
-from api.bootstrap import build_services
 from membership.settings import Settings
 from tests.e2e.conftest import JWT_SECRET, ApiClient, User, problem
 
@@ -32,15 +30,6 @@ LIMITS = {
 @pytest.fixture
 def api_settings(store: str, settings_for: Callable[..., Settings]) -> Settings:
     return settings_for(store, MEMBERSHIP_JWT_SECRET=JWT_SECRET, **LIMITS)
-
-
-@pytest.fixture
-def second_api(api: ApiClient, api_settings: Settings) -> Iterator[ApiClient]:
-    """Another app instance on the same store, without projections of its own (another API process)."""
-    services = build_services(api_settings)
-    services.organizations.clock = api.clock
-    yield ApiClient(create_app(services=services).test_client(), services, api.clock)
-    services.close()
 
 
 def in_parallel(calls: list[Callable[[], TestResponse]]) -> list[int]:

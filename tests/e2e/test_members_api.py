@@ -6,7 +6,7 @@ of each success, and the problem (status and stable code) of each refusal.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -14,8 +14,6 @@ from uuid import UUID, uuid4
 import pytest
 from werkzeug.test import TestResponse
 
-from api import create_app
-from api.bootstrap import build_services
 from membership.permissions import MANAGE_MEMBERS
 from membership.settings import Settings
 from projections import queries
@@ -401,15 +399,6 @@ def test_change_role_to_an_unknown_role_is_404_role_not_found(api: ApiClient) ->
     response = api.put(f"/api/members/{api.member_id(org, dev, owner)}/role", owner, org, json={"roleId": str(uuid4())})
 
     problem(response, 404, "role_not_found")
-
-
-@pytest.fixture
-def second_api(api: ApiClient, api_settings: Settings) -> Iterator[ApiClient]:
-    """Another app instance on the same store, without projections of its own (another API process)."""
-    services = build_services(api_settings)
-    services.organizations.clock = api.clock
-    yield ApiClient(create_app(services=services).test_client(), services, api.clock)
-    services.close()
 
 
 def test_a_demoted_admin_is_refused_on_the_very_next_invite(api: ApiClient, second_api: ApiClient) -> None:
