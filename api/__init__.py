@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import re
@@ -10,6 +9,7 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from flask import Flask, g, request
 from flask.typing import ResponseReturnValue
@@ -17,10 +17,11 @@ from flask_smorest import Api
 from marshmallow import Schema, fields
 
 from api import accept, audit, health, idempotency, invitations, jobs, members, organizations, roles
-from api.bootstrap import Services, build_services
 from api.errors import ApiError, register_error_handlers
 from api.problems import AnswersPlugin
-from membership.settings import Settings
+
+if TYPE_CHECKING:  # the service package builds the parts; this adapter only uses them
+    from service.bootstrap import Services
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_BULK_BODY_BYTES = 1024 * 1024  # 10,000 member ids
@@ -52,21 +53,10 @@ class MembershipApi(Api):  # type: ignore[misc]
         super().__init__(app, spec_kwargs={"extra_plugins": [AnswersPlugin(ProblemSchema)]})
 
 
-def create_app(
-    settings: Settings | None = None, *, services: Services | None = None, run_projections: bool = False
-) -> Flask:
-    """Build the WSGI app. Stores are opened here (after any fork), never at import.
-
-    `run_projections` runs the projection runner in a thread of this process:
-    the embedded SQLite set-up, or PostgreSQL with `membership serve --with-worker`.
-    """
-    app = Flask(__name__)
-    if services is None:
-        services = build_services(settings or Settings.from_env())
-        atexit.register(services.close)
+def create_app(services: Services) -> Flask:
+    """The WSGI app over the service's parts (`service.bootstrap` builds them, after any fork)."""
     services.settings.token_verification()  # fail at start-up, not on the first request
-    if run_projections and services.runner is None:
-        services.start_projections()
+    app = Flask(__name__)
     app.extensions["membership"] = services
     app.config.update(_api_config(), MAX_CONTENT_LENGTH=MAX_BODY_BYTES)
     api = MembershipApi(app)

@@ -17,7 +17,7 @@ from api.schemas import AcceptInviteLinkSchema, AcceptInviteSchema, JoinedSchema
 from membership import Receipt
 from membership import exceptions as err
 from membership.exceptions import InvalidInvitationTokenError, InvalidInviteLinkCodeError
-from projections import queries
+from projections import members as members_reads
 
 blp = Blueprint("accept", __name__, url_prefix="/api/auth", description="Accepting invitations")
 # Refusals that may be guesses: they count towards the caller's failed-accept limit (api.ratelimit).
@@ -58,5 +58,5 @@ def accept_invite_link(body: dict[str, Any]) -> Any:
 
 def _joined(receipt: Receipt) -> dict[str, Any]:
     assert receipt.id is not None
-    member = queries.get_member(services().read_db, receipt.organization_id, receipt.id)
+    member = members_reads.get_member(services().read_db, receipt.organization_id, receipt.id)
     return {"organizationId": str(receipt.organization_id), "member": member}

@@ -10,7 +10,8 @@ from api.context import services
 from api.errors import ApiError
 from api.problems import MANAGER, answers
 from api.schemas import AuditLogSchema, AuditQuerySchema
-from projections import queries
+from projections import audit as audit_reads
+from projections.engine import reading
 
 blp = Blueprint("audit", __name__, url_prefix="/api", description="Audit log")
 
@@ -24,13 +25,13 @@ def audit_log(args: dict[str, Any]) -> Any:
     before = 0
     if args.get("cursor"):
         try:
-            (before,) = queries.decode_cursor(args["cursor"], 1)
+            (before,) = reading.decode_cursor(args["cursor"], 1)
         except ValueError:
             raise ApiError(400, "invalid_cursor", "The cursor is not one this API returned.") from None
-    events = queries.audit_page(
+    events = audit_reads.audit_page(
         services().read_db, organization_id, after=int(before), limit=args["limit"] + 1, newest_first=True,
         since=args.get("since"), until=args.get("until"), event_type=args.get("type"), actor=args.get("actor"),
     )  # fmt: skip
     more = len(events) > args["limit"]
     events = events[: args["limit"]]
-    return {"events": events, "nextCursor": queries.encode_cursor(events[-1].position) if more else None}
+    return {"events": events, "nextCursor": reading.encode_cursor(events[-1].position) if more else None}

@@ -21,11 +21,12 @@ from api.errors import ApiError
 from membership import Actor
 from membership.domain import MAX_USER_ID_LENGTH
 from membership.permissions import MANAGE_MEMBERS
-from membership.settings import TokenVerification
 from membership.text import text_problem
-from projections import parking, queries
-from projections.records import MemberRecord
-from projections.store import OrganizationDegradedError
+from projections import members as members_reads
+from projections.engine import parking
+from projections.engine.store import OrganizationDegradedError
+from projections.members import MemberRecord
+from service.settings import TokenVerification
 
 ACTIVITY_INTERVAL_S = 60.0
 _last_touch: dict[tuple[str, str], float] = {}
@@ -49,7 +50,7 @@ def current_member(permission: str | None = None) -> tuple[UUID, MemberRecord]:
     """The active organization and the caller's membership in it, optionally with a permission."""
     organization_id = _organization_id()
     caller = current_caller()
-    member = queries.member_for_user(services().read_db, organization_id, caller.actor.user_id)
+    member = members_reads.member_for_user(services().read_db, organization_id, caller.actor.user_id)
     if member is None:
         raise ApiError(403, "not_a_member", "You are not a member of this organization.")
     if permission is not None and permission not in member.role.permissions:
@@ -136,4 +137,4 @@ def _touch(organization_id: UUID, member: MemberRecord) -> None:
     now = time.monotonic()
     if now - _last_touch.get(key, -ACTIVITY_INTERVAL_S) >= ACTIVITY_INTERVAL_S:
         _last_touch[key] = now
-        queries.touch_activity(services().read_db, organization_id, member.user_id, utc_now())
+        members_reads.touch_activity(services().read_db, organization_id, member.user_id, utc_now())

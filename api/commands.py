@@ -8,8 +8,8 @@ from api import idempotency
 from api.context import services
 from api.errors import SavedButUnconfirmedError
 from membership import Receipt
-from projections import store
-from projections.outages import is_transient
+from projections.engine import store
+from projections.engine.outages import is_transient
 
 READ_YOUR_WRITES_TIMEOUT_S = 5.0
 

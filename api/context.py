@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from flask import current_app
 
-from api.bootstrap import Services
+if TYPE_CHECKING:  # the service package builds the parts; the API only uses them
+    from service.bootstrap import Services
 
 
 def services() -> Services:

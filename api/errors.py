@@ -17,8 +17,8 @@ from werkzeug.exceptions import HTTPException
 
 from membership import Receipt
 from membership import exceptions as domain
-from projections.outages import is_transient
-from projections.store import OrganizationDegradedError, ReadModelLaggingError
+from projections.engine.outages import is_transient
+from projections.engine.store import OrganizationDegradedError, ReadModelLaggingError
 
 log = logging.getLogger("api.errors")
 PROBLEM_TYPE = "https://ocore.dev/problems/"

@@ -16,8 +16,8 @@ from api.context import services, utc_now
 from api.errors import ApiError
 from api.problems import answers
 from api.schemas import HealthSchema
-from projections import parking, store
-from projections.mail import outbox
+from projections import outbox
+from projections.engine import parking, store
 
 log = logging.getLogger(__name__)
 blp = Blueprint("health", __name__, url_prefix="/api", description="Service health")

@@ -32,11 +32,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from flask import Response, g, request
 from flask.typing import ResponseReturnValue
 
+from api import idempotency_keys
 from api.auth import current_caller
 from api.context import services, utc_now
 from api.errors import ApiError
 from membership import Receipt
-from projections import idempotency
 
 log = logging.getLogger(__name__)
 HEADER = "Idempotency-Key"
@@ -70,15 +70,15 @@ def begin() -> ResponseReturnValue | None:
         )
     scope = _scope(key)
     fingerprint = _fingerprint()
-    record = idempotency.claim(services().read_db, scope, fingerprint, utc_now(), RETENTION, STALE)
+    record = idempotency_keys.claim(services().read_db, scope, fingerprint, utc_now(), RETENTION, STALE)
     if record is None:
         g.idempotency = Pending(scope)
         return None
     if not hmac.compare_digest(record.fingerprint, fingerprint):
         raise ApiError(409, "idempotency_key_reused", f"This {HEADER} was used for a different request.")
-    if record.state == idempotency.DONE and record.payload is not None:
+    if record.state == idempotency_keys.DONE and record.payload is not None:
         return _response(_open(scope, record.payload))
-    if record.state == idempotency.SAVED and record.payload is not None:
+    if record.state == idempotency_keys.SAVED and record.payload is not None:
         g.idempotency = Pending(scope, _receipt(_open(scope, record.payload)), record.payload)
         return None
     raise ApiError(
@@ -109,7 +109,7 @@ def remember(receipt: Receipt) -> None:
                "id": str(receipt.id) if receipt.id else None, "secret": receipt.secret}  # fmt: skip
     pending.sealed_receipt = _seal(pending.scope, payload)
     # Still `started` (a concurrent retry waits); `saved` once this request has answered without success.
-    idempotency.store(services().read_db, pending.scope, idempotency.STARTED, pending.sealed_receipt, utc_now())
+    idempotency_keys.store(services().read_db, pending.scope, idempotency_keys.STARTED, pending.sealed_receipt, utc_now())
 
 
 def complete(response: Response) -> Response:
@@ -133,11 +133,11 @@ def _keep(pending: Pending, response: Response) -> None:
             "headers": {name: response.headers[name] for name in REPLAYED_HEADERS if name in response.headers},
             "body": response.get_data(as_text=True),
         }
-        idempotency.store(services().read_db, pending.scope, idempotency.DONE, _seal(pending.scope, answer), utc_now())
+        idempotency_keys.store(services().read_db, pending.scope, idempotency_keys.DONE, _seal(pending.scope, answer), utc_now())
     elif pending.sealed_receipt is not None:
-        idempotency.store(services().read_db, pending.scope, idempotency.SAVED, pending.sealed_receipt, utc_now())
+        idempotency_keys.store(services().read_db, pending.scope, idempotency_keys.SAVED, pending.sealed_receipt, utc_now())
     else:
-        idempotency.forget(services().read_db, pending.scope)
+        idempotency_keys.forget(services().read_db, pending.scope)
 
 
 def _scope(key: str) -> str:

@@ -25,8 +25,9 @@ from api.schemas import (
     ResendSchema,
 )
 from membership import exceptions as err
-from projections import queries
-from projections.records import InviteLinkRecord, Page
+from projections import invitations as invitations_reads
+from projections.engine.reading import Page
+from projections.invitations import InviteLinkRecord
 
 blp = Blueprint("invitations", __name__, url_prefix="/api", description="Invitations and invite links")
 
@@ -39,7 +40,7 @@ def list_invitations(args: dict[str, Any]) -> Any:
     """Invitations by status, newest first (manage:members: they reveal invitees)."""
     organization_id, _ = member_manager()
     try:
-        return queries.list_invitations(
+        return invitations_reads.list_invitations(
             services().read_db, organization_id, utc_now(), args["status"], args["limit"], args.get("cursor")
         )
     except ValueError:
@@ -73,7 +74,7 @@ def resend_invitation(body: dict[str, Any], invitation_id: UUID) -> Any:
     check_invitation_rate(actor.user_id)
     organizations = services().organizations
     execute(lambda: organizations.resend_invitation(organization_id, actor, invitation_id, body.get("expiresInDays")))
-    return queries.get_invitation(services().read_db, organization_id, invitation_id, utc_now())
+    return invitations_reads.get_invitation(services().read_db, organization_id, invitation_id, utc_now())
 
 
 @blp.route("/invite-links", methods=["POST"])
@@ -92,7 +93,7 @@ def create_invite_link(body: dict[str, Any]) -> Any:
         )
     )
     assert receipt.id is not None and receipt.secret is not None
-    record = queries.get_invite_link(services().read_db, organization_id, receipt.id)
+    record = invitations_reads.get_invite_link(services().read_db, organization_id, receipt.id)
     assert record is not None
     return _with_code(record, receipt.secret)
 
@@ -105,7 +106,7 @@ def list_invite_links(args: dict[str, Any]) -> Any:
     """Links not deleted, newest first, with their codes (manage:members)."""
     organization_id, _ = member_manager()
     with checked_cursor():
-        page = queries.list_invite_links(services().read_db, organization_id, args["limit"], args.get("cursor"))
+        page = invitations_reads.list_invite_links(services().read_db, organization_id, args["limit"], args.get("cursor"))
     codes = services().organizations.invite_link_codes(organization_id)
     return Page([_with_code(record, codes[UUID(record.id)]) for record in page.items], page.total, page.next_cursor)
 

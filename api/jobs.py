@@ -17,8 +17,8 @@ from api.problems import MANAGER, answers
 from api.schemas import BulkRemoveSchema, BulkRoleSchema, JobEnvelopeSchema, JobListSchema, JobSchema, PageQuerySchema
 from membership import exceptions as err
 from membership.jobs import REMOVAL, ROLE_CHANGE, JobFinishedError, JobNotFoundError
-from projections import queries
-from projections.records import JobRecord
+from projections import jobs as jobs_reads
+from projections.jobs import JobRecord
 
 blp = Blueprint("jobs", __name__, url_prefix="/api", description="Bulk operations and their jobs")
 MAX_IDEMPOTENCY_KEY = 255
@@ -50,7 +50,7 @@ def list_jobs(args: dict[str, Any]) -> Any:
     """The organization's jobs, newest first (manage:members)."""
     organization_id, _ = member_manager()
     with checked_cursor():
-        return queries.list_jobs(services().read_db, organization_id, args["limit"], args.get("cursor"))
+        return jobs_reads.list_jobs(services().read_db, organization_id, args["limit"], args.get("cursor"))
 
 
 @blp.route("/jobs/<uuid:job_id>", methods=["GET"])
@@ -89,7 +89,7 @@ def _start(job_type: str, member_ids: list[UUID], role_id: UUID | None) -> Any:
 
 
 def _job(organization_id: UUID, job_id: UUID) -> JobRecord:
-    job = queries.get_job(services().read_db, organization_id, job_id)
+    job = jobs_reads.get_job(services().read_db, organization_id, job_id)
     if job is None:
         raise JobNotFoundError(f"No job {job_id} in this organization.")
     return job

@@ -22,7 +22,9 @@ from api.schemas import (
     RoleChangeSchema,
 )
 from membership import exceptions as err
-from projections import queries
+from projections import invitations as invitations_reads
+from projections import members as members_reads
+from projections import roles as roles_reads
 
 blp = Blueprint("members", __name__, url_prefix="/api", description="Members of the active organization")
 
@@ -35,7 +37,7 @@ def list_members(args: dict[str, Any]) -> Any:
     """Members, oldest first; any member may list them."""
     organization_id, _ = current_member()
     try:
-        return queries.list_members(
+        return members_reads.list_members(
             services().read_db, organization_id, _role_filter(organization_id, args.get("role")), args.get("q"),
             args["limit"], args.get("cursor"),
         )  # fmt: skip
@@ -62,7 +64,7 @@ def invite_member(body: dict[str, Any]) -> Any:
         )
     )
     assert receipt.id is not None
-    return queries.get_invitation(services().read_db, organization_id, receipt.id, utc_now())
+    return invitations_reads.get_invitation(services().read_db, organization_id, receipt.id, utc_now())
 
 
 @blp.route("/members/leave", methods=["POST"])
@@ -101,7 +103,7 @@ def change_role(body: dict[str, Any], member_id: UUID) -> Any:
     execute(
         lambda: services().organizations.change_role(organization_id, current_caller().actor, member_id, body["roleId"])
     )
-    member = queries.get_member(services().read_db, organization_id, member_id)
+    member = members_reads.get_member(services().read_db, organization_id, member_id)
     return {"message": "The member's role was changed.", "member": member}
 
 
@@ -119,7 +121,7 @@ def _role_filter(organization_id: UUID, role: str | None) -> str | None:
     """`?role=` takes a role id or a role name."""
     if not role:
         return None
-    roles = queries.list_roles(services().read_db, organization_id)
+    roles = roles_reads.list_roles(services().read_db, organization_id)
     match = next((r for r in roles if r.id == role or r.name.casefold() == role.casefold()), None)
     if match is None:
         raise ApiError(404, "role_not_found", f"No role {role!r} in this organization.")

@@ -13,7 +13,7 @@ from api.problems import RATE_LIMITED, WITH_EMAIL, answers
 from api.ratelimit import check_organization_rate
 from api.schemas import OrganizationCreateSchema, OrganizationListSchema, OrganizationSchema, PageQuerySchema
 from membership import exceptions as err
-from projections import queries
+from projections import members as members_reads
 
 blp = Blueprint("organizations", __name__, url_prefix="/api", description="Organizations (tenants)")
 
@@ -27,7 +27,7 @@ def create_organization(body: dict[str, Any]) -> Any:
     actor = current_caller_with_email()
     check_organization_rate(actor.user_id)
     receipt = execute(lambda: services().organizations.create_organization(actor, body["name"]))
-    return queries.get_organization(services().read_db, receipt.organization_id)
+    return members_reads.get_organization(services().read_db, receipt.organization_id)
 
 
 @blp.route("/organizations", methods=["GET"])
@@ -38,4 +38,4 @@ def list_organizations(args: dict[str, Any]) -> Any:
     """The organizations the caller belongs to, with their role in each, oldest first."""
     user_id = current_caller().actor.user_id
     with checked_cursor():
-        return queries.organizations_of(services().read_db, user_id, args["limit"], args.get("cursor"))
+        return members_reads.organizations_of(services().read_db, user_id, args["limit"], args.get("cursor"))

@@ -1,4 +1,4 @@
-"""Per-user limits, exact across threads and API processes (slots in `projections.ratelimits`).
+"""Per-user limits, exact across threads and API processes (slots in `api.ratelimit_slots`).
 
 - invitations and resends: MEMBERSHIP_INVITES_PER_HOUR per user an hour;
 - new organizations: MEMBERSHIP_ORGANIZATIONS_PER_HOUR per user an hour;
@@ -19,11 +19,10 @@ from datetime import timedelta
 
 from flask import Response, after_this_request
 
-from api import idempotency
+from api import idempotency, ratelimit_slots
 from api.context import services, utc_now
 from api.errors import ApiError
-from membership.settings import Settings
-from projections import ratelimits
+from service.settings import Settings
 
 log = logging.getLogger("api.ratelimit")
 
@@ -75,13 +74,13 @@ def failures_counted(user_id: str, *failures: type[Exception]) -> Iterator[None]
     _give_back(slot)
 
 
-def take(limit: Limit, subject: str) -> ratelimits.Slot:
+def take(limit: Limit, subject: str) -> ratelimit_slots.Slot:
     """A slot of `limit` for `subject`, or 429 with Retry-After."""
     settings, now = services().settings, utc_now()
     allowed, window = limit.allowed(settings), limit.window(settings)
     try:
-        return ratelimits.reserve(services().read_db, limit.bucket, subject, allowed, window, now)
-    except ratelimits.LimitReachedError as full:
+        return ratelimit_slots.reserve(services().read_db, limit.bucket, subject, allowed, window, now)
+    except ratelimit_slots.LimitReachedError as full:
         retry_after = max(1, math.ceil((full.retry_at - now).total_seconds()))
         raise ApiError(
             429,
@@ -91,7 +90,7 @@ def take(limit: Limit, subject: str) -> ratelimits.Slot:
         ) from None
 
 
-def _held_unless_refused(slot: ratelimits.Slot) -> None:
+def _held_unless_refused(slot: ratelimit_slots.Slot) -> None:
     """A request answered 4xx (refused by the domain or the API) did not happen: its slot is given back."""
 
     @after_this_request
@@ -101,9 +100,9 @@ def _held_unless_refused(slot: ratelimits.Slot) -> None:
         return response
 
 
-def _give_back(slot: ratelimits.Slot) -> None:
+def _give_back(slot: ratelimit_slots.Slot) -> None:
     try:
-        ratelimits.release(services().read_db, slot)
+        ratelimit_slots.release(services().read_db, slot)
     except Exception:  # the answer stands; the slot merely stays taken until its window passes
         log.exception("could not give back a %s slot", slot.bucket)
 

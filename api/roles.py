@@ -23,7 +23,7 @@ from api.schemas import (
 )
 from membership import exceptions as err
 from membership.permissions import all_permissions
-from projections import queries
+from projections import roles as roles_reads
 
 blp = Blueprint("roles", __name__, url_prefix="/api", description="Roles and permissions")
 
@@ -36,7 +36,7 @@ def list_roles(args: dict[str, Any]) -> Any:
     """System roles, then custom roles by creation, with member counts; any member may list them."""
     organization_id, _ = current_member()
     with checked_cursor():
-        return queries.role_page(services().read_db, organization_id, args["limit"], args.get("cursor"))
+        return roles_reads.role_page(services().read_db, organization_id, args["limit"], args.get("cursor"))
 
 
 @blp.route("/roles", methods=["POST"])
@@ -55,7 +55,7 @@ def create_role(body: dict[str, Any]) -> Any:
         )
     )
     assert receipt.id is not None
-    return queries.get_role(services().read_db, organization_id, receipt.id)
+    return roles_reads.get_role(services().read_db, organization_id, receipt.id)
 
 
 @blp.route("/roles/<uuid:role_id>", methods=["PUT"])
@@ -74,7 +74,7 @@ def update_role(body: dict[str, Any], role_id: UUID) -> Any:
             body.get("name"), body.get("description"), body.get("permissionIds"),
         )
     )  # fmt: skip
-    return queries.get_role(services().read_db, organization_id, role_id)
+    return roles_reads.get_role(services().read_db, organization_id, role_id)
 
 
 @blp.route("/roles/<uuid:role_id>", methods=["DELETE"])

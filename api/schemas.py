@@ -13,7 +13,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from membership.domain import INVITATION_DAYS, INVITE_LINK_DAYS, MAX_LINK_USES
 from membership.permissions import all_permissions
 from membership.text import text_problem
-from projections.queries import INVITATION_STATUSES
+from projections.invitations import INVITATION_STATUSES
 
 MAX_PAGE = 200
 # What membership.text refuses, as a pattern the OpenAPI document can declare (lone surrogates
@@ -23,7 +23,7 @@ PRINTABLE_PATTERN = f"^[^{UNPRINTABLE}]*$"
 # Names are stored with whitespace folded (str.split), so one of only spaces is refused (by the domain: 422).
 SPACES = "\\u0020\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
 NAME_PATTERN = f"^[{SPACES}]*[^{UNPRINTABLE}{SPACES}][^{UNPRINTABLE}]*$"
-CURSOR_PATTERN = "^[A-Za-z0-9_-]+$"  # base64url, unpadded (projections.queries.encode_cursor)
+CURSOR_PATTERN = "^[A-Za-z0-9_-]+$"  # base64url, unpadded (projections.engine.reading.encode_cursor)
 EMAIL_DESCRIPTION = (
     "An e-mail address; internationalized ones (RFC 6531) too. It must also be deliverable and written in one"
     " script per part (membership.addresses), else 422 `invalid_value`"

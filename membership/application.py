@@ -32,7 +32,6 @@ from membership import exceptions as err
 from membership.domain import DEFAULT_EXPIRES_IN_DAYS, Actor, Organization
 from membership.jobs import ROLE_CHANGE, BulkJob, IdempotencyKeyReusedError, JobNotFoundError, job_id_for
 from membership.permissions import MANAGE_MEMBERS
-from membership.settings import Settings
 from membership.tokens import INVITATION, INVITE_LINK, TokenSigner, new_nonce
 
 log = logging.getLogger(__name__)
@@ -85,30 +84,12 @@ class Organizations(Application[UUID]):
         self.clock = clock
         self.max_pending_invitations = max_pending_invitations
         self.snapshot_interval = snapshot_interval or self.snapshotting_intervals[Organization]
-        # The service turns this off and lets the worker snapshot (projections.snapshots): a
+        # The service turns this off and lets the worker snapshot (workers.snapshots): a
         # snapshot of a huge organization would stall the command that happens to cross the interval.
         self.snapshot_in_commands = snapshot_in_commands
         self._locks = [threading.RLock() for _ in range(LOCK_STRIPES)]  # re-entrant: reading() may nest
         self.conflicts_retried = 0  # commands re-run after another process wrote first
         self.save_listeners: list[Callable[[int], None]] = []  # e.g. wakes an in-process projection runner
-
-    @classmethod
-    def from_settings(cls, settings: Settings, create_tables: bool = True, **overrides: Any) -> Organizations:
-        """The application on the configured database (see `membership.settings`).
-
-        `create_tables=False` for helper processes started together: the tables exist, and
-        concurrent CREATE TABLE IF NOT EXISTS can fail on PostgreSQL ("tuple concurrently updated").
-        """
-        env = settings.eventsourcing_env()
-        if not create_tables:
-            env["CREATE_TABLE"] = "no"
-        options: dict[str, Any] = {
-            "snapshot_in_commands": False,  # the worker takes them (projections.snapshots)
-            "secret_key": settings.secret_key,
-            "snapshot_interval": settings.snapshot_interval,
-            "max_pending_invitations": settings.max_pending_invitations,
-        }
-        return cls(env=env, **{**options, **overrides})
 
     # -- organizations -------------------------------------------------------
     def create_organization(self, actor: Actor, name: str) -> Receipt:
@@ -209,7 +190,7 @@ class Organizations(Application[UUID]):
     def record_skipped_event(
         self, organization_id: UUID, operator: str, projection: str, position: int, event_type: str, reason: str
     ) -> Receipt:
-        """An operator had `projection` skip the event at `position` (see projections.parking)."""
+        """An operator had `projection` skip the event at `position` (see projections.engine.parking)."""
         actor = Actor(f"operator:{operator}", "", operator)
         return self._update(
             organization_id,

@@ -9,7 +9,7 @@ nonces tokens are derived from: nothing in here unlocks an invitation.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from functools import singledispatchmethod
@@ -17,7 +17,9 @@ from typing import Any
 from uuid import UUID
 
 from membership.domain import Organization
-from projections.base import Projection, Writer
+from projections.engine.base import Projection, Writer
+from projections.engine.reading import read
+from projections.engine.sql import ReadDatabase
 
 LABEL_CACHE_SIZE = 100_000
 STANDARD_FIELDS = {"originator_id", "originator_version", "timestamp", "actor_id", "actor_email", "originator_topic"}
@@ -221,3 +223,82 @@ class AuditProjection(Projection):
         if len(self._labels) >= LABEL_CACHE_SIZE:
             self._labels.clear()  # crude but bounded; misses fall back to the table
         self._labels[item_id] = label
+
+
+# -- reads -------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AuditEntry:
+    position: int
+    organization_id: str
+    event_type: str
+    occurred_at: datetime
+    actor_id: str
+    actor_email: str
+    target_type: str
+    target_id: str
+    target_label: str
+    details: dict[str, Any]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "position": self.position,
+            "organizationId": self.organization_id,
+            "type": self.event_type,
+            "occurredAt": self.occurred_at.isoformat(),
+            "actor": {"userId": self.actor_id, "email": self.actor_email},
+            "target": {"type": self.target_type, "id": self.target_id, "label": self.target_label},
+            "details": self.details,
+        }
+
+
+def audit_page(
+    db: ReadDatabase,
+    organization_id: UUID,
+    after: int = 0,
+    limit: int = 1000,
+    newest_first: bool = False,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    event_type: str | None = None,
+    actor: str | None = None,
+) -> list[AuditEntry]:
+    """Audit entries after position `after` (oldest first), or before it when `newest_first`."""
+    where: list[str] = ["organization_id = %s"]
+    params: list[Any] = [str(organization_id)]
+    if newest_first and after:
+        where.append("position < %s")
+        params.append(after)
+    elif not newest_first:
+        where.append("position > %s")
+        params.append(after)
+    if since is not None:
+        where.append("occurred_at >= %s")
+        params.append(db.to_db_time(since))
+    if until is not None:
+        where.append("occurred_at < %s")
+        params.append(db.to_db_time(until))
+    if event_type:
+        where.append("event_type = %s")
+        params.append(event_type)
+    if actor:
+        where.append("(actor_id = %s OR actor_email = %s)")
+        params.extend([actor, actor.lower()])
+    with read(db) as tables:
+        rows = tables.fetch(
+            "SELECT position, organization_id, event_type, occurred_at, actor_id, actor_email, target_type,"
+            f" target_id, target_label, details FROM {{audit_log}} WHERE {' AND '.join(where)}"
+            f" ORDER BY position {'DESC' if newest_first else ''} LIMIT %s",
+            *params,
+            limit,
+        )
+    return [
+        AuditEntry(int(r[0]), r[1], r[2], db.when(r[3]), r[4], r[5], r[6], r[7], r[8], json.loads(r[9])) for r in rows
+    ]
+
+
+def iter_audit(db: ReadDatabase, organization_id: UUID, page_size: int = 1000, **filters: Any) -> Iterator[AuditEntry]:
+    """Every matching entry, fetched a page at a time (constant memory, for exports)."""
+    after = 0
+    while page := audit_page(db, organization_id, after=after, limit=page_size, **filters):
+        yield from page
+        after = page[-1].position

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from functools import singledispatchmethod
 from typing import Any
+from uuid import UUID
 
 from membership.jobs import BulkJob
-from projections.base import Projection, Writer
+from projections.engine.base import Projection, Writer
+from projections.engine.reading import Key, Page, cursor_after, ordered_page, read
+from projections.engine.sql import ReadDatabase
+from projections.members import ActorRef
 
 
 class JobsProjection(Projection):
@@ -72,3 +79,73 @@ class JobsProjection(Projection):
             w.time(e.timestamp),
             str(e.originator_id),
         )
+
+
+# -- reads -------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class JobItemRecord:
+    member_id: str
+    status: str  # succeeded or failed
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: str
+    organization_id: str
+    type: str
+    status: str
+    total: int
+    processed: int
+    succeeded: int
+    created_by: ActorRef
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    cancel_requested: bool
+    results: tuple[JobItemRecord, ...] = ()
+
+    @property
+    def failed(self) -> int:
+        return self.processed - self.succeeded
+
+
+_JOB_SELECT = (
+    "SELECT job_id, organization_id, job_type, status, total, processed, succeeded, created_by_id, created_by_email,"
+    " created_at, started_at, finished_at, cancel_requested FROM {jobs}"
+)
+
+
+def _job(db: ReadDatabase, row: Sequence[Any], results: tuple[JobItemRecord, ...] = ()) -> JobRecord:
+    t = db.from_db_time
+    return JobRecord(
+        row[0], row[1], row[2], row[3], int(row[4]), int(row[5]), int(row[6]), ActorRef(row[7], row[8]),
+        db.when(row[9]), t(row[10]), t(row[11]), bool(row[12]), results,
+    )  # fmt: skip
+
+
+def get_job(db: ReadDatabase, organization_id: UUID, job_id: UUID) -> JobRecord | None:
+    """A job with every item's result, in request order."""
+    with read(db) as tables:
+        rows = tables.fetch(
+            f"{_JOB_SELECT} WHERE organization_id = %s AND job_id = %s", str(organization_id), str(job_id)
+        )
+        if not rows:
+            return None
+        items = tables.fetch(
+            "SELECT member_id, status, code, message FROM {job_results} WHERE job_id = %s ORDER BY item", str(job_id)
+        )
+    return _job(db, rows[0], tuple(JobItemRecord(*item) for item in items))
+
+
+_JOB_KEYS = (Key("created_at", descending=True, kind=datetime), Key("job_id"))
+
+
+def list_jobs(db: ReadDatabase, organization_id: UUID, limit: int = 50, cursor: str | None = None) -> Page[JobRecord]:
+    """The organization's jobs, newest first, without item results."""
+    total, rows, more = ordered_page(
+        db, "{jobs}", _JOB_SELECT, "organization_id = %s", [str(organization_id)], _JOB_KEYS, cursor, limit
+    )
+    jobs = [_job(db, row) for row in rows]
+    return Page(jobs, total, cursor_after(jobs[-1].created_at, jobs[-1].id) if more else None)

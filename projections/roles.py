@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from functools import singledispatchmethod
 from typing import Any
+from uuid import UUID
 
 from membership.domain import Organization
-from projections.base import Projection, Writer
+from membership.permissions import SYSTEM_ROLES
+from projections.engine.base import Projection, Writer
+from projections.engine.reading import Key, Page, cursor_after, order_by, ordered_page, read
+from projections.engine.sql import ReadDatabase
 
 
 def encode_permissions(permissions: list[str]) -> str:
@@ -57,3 +64,69 @@ class RolesProjection(Projection):
             role_id, organization_id=org, name=name, description=description, is_system=int(system),
             permissions=encode_permissions(permissions), created_at=at,
         )  # fmt: skip
+
+
+# -- reads -------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RoleRecord:
+    id: str
+    name: str
+    description: str
+    is_system: bool
+    permissions: tuple[str, ...]
+    member_count: int = 0
+
+
+ROLE_COLUMNS = "r.role_id, r.name, r.description, r.is_system, r.permissions"
+
+
+def role_record(db: ReadDatabase, row: Sequence[Any], count: int = 0) -> RoleRecord:
+    role_id, name, description, is_system, permissions = row
+    return RoleRecord(role_id, name, description, bool(is_system), tuple(permissions.split()), count)
+
+
+# The roles' order: system roles in their fixed order (Owner, Admin, Developer, Viewer), then custom roles by
+# creation. The rank is the first key, so a cursor keeps that order across pages.
+_ROLE_RANK = (
+    f"CASE WHEN r.is_system = 0 THEN {len(SYSTEM_ROLES) + 1} "
+    + "".join(f"WHEN r.name = '{role.name}' THEN {rank} " for rank, role in enumerate(SYSTEM_ROLES))
+    + f"ELSE {len(SYSTEM_ROLES)} END"
+)
+
+
+_ROLE_KEYS = (Key(_ROLE_RANK, kind=int), Key("r.created_at", kind=datetime), Key("r.role_id"))
+
+
+_COUNTED_ROLE_SELECT = (
+    f"SELECT {ROLE_COLUMNS}, (SELECT COUNT(*) FROM {{members}} m WHERE m.organization_id = r.organization_id"
+    f" AND m.role_id = r.role_id), {_ROLE_RANK}, r.created_at FROM {{roles}} r"
+)
+
+
+def role_page(db: ReadDatabase, organization_id: UUID, limit: int = 50, cursor: str | None = None) -> Page[RoleRecord]:
+    """A page of roles with their member counts, in the roles' order (system roles first)."""
+    select, filters = _COUNTED_ROLE_SELECT, "r.organization_id = %s"
+    total, rows, more = ordered_page(
+        db, "{roles} r", select, filters, [str(organization_id)], _ROLE_KEYS, cursor, limit
+    )
+    roles = [role_record(db, row[:5], int(row[5])) for row in rows]
+    return Page(roles, total, cursor_after(rows[-1][6], db.when(rows[-1][7]), rows[-1][0]) if more else None)
+
+
+def list_roles(db: ReadDatabase, organization_id: UUID) -> list[RoleRecord]:
+    """Every role, in the roles' order (to find one by name; the API lists them a page at a time)."""
+    with read(db) as tables:
+        rows = tables.fetch(
+            f"{_COUNTED_ROLE_SELECT} WHERE r.organization_id = %s ORDER BY {order_by(_ROLE_KEYS)}", str(organization_id)
+        )
+    return [role_record(db, row[:5], int(row[5])) for row in rows]
+
+
+def get_role(db: ReadDatabase, organization_id: UUID, role_id: UUID) -> RoleRecord | None:
+    with read(db) as tables:
+        rows = tables.fetch(
+            f"{_COUNTED_ROLE_SELECT} WHERE r.organization_id = %s AND r.role_id = %s",
+            str(organization_id),
+            str(role_id),
+        )
+    return role_record(db, rows[0][:5], int(rows[0][5])) if rows else None

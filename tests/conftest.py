@@ -17,10 +17,10 @@ import psycopg
 import pytest
 from pytest_postgresql.janitor import DatabaseJanitor
 
-from api.bootstrap import Services, build_services
 from membership import Organizations
-from membership.settings import Settings
-from projections.runner import ProjectionRunner
+from projections.engine.runner import ProjectionRunner
+from service.bootstrap import Services, build_organizations, build_services
+from service.settings import Settings
 
 POSTGRES_URL_VARIABLE = "MEMBERSHIP_TEST_POSTGRES_URL"
 TEST_SECRET_KEY = "test-secret-key-" + "x" * 32
@@ -91,7 +91,7 @@ def make_organizations(store: str, settings_for: Callable[..., Settings]) -> Ite
     made: list[Organizations] = []
 
     def make(**overrides: object) -> Organizations:
-        app = Organizations.from_settings(settings_for(store), **overrides)
+        app = build_organizations(settings_for(store), **overrides)
         made.append(app)
         return app
 

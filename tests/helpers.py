@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from uuid import UUID, uuid4
 
-from api.bootstrap import Services
 from membership import Actor, Organizations
-from projections.sql import ReadDatabase
+from projections.engine.sql import ReadDatabase
+from service.bootstrap import Services
 
 
 def new_actor(name: str = "user") -> Actor:
@@ -50,7 +50,7 @@ def assert_invariants(app: Organizations, organization_id: UUID) -> None:
 
 def table_rows(services: Services, statement: str, *params: object) -> list[tuple[object, ...]]:
     """Rows of a query over the active read-model tables ({members}, {audit_log}...)."""
-    from projections.queries import read
+    from projections.engine.reading import read
 
     with read(services.read_db) as tables:
         return [tuple(row) for row in tables.fetch(statement, *params)]
@@ -58,7 +58,7 @@ def table_rows(services: Services, statement: str, *params: object) -> list[tupl
 
 def generation_rows(services: Services, name: str, generation: int) -> dict[str, list[tuple[object, ...]]]:
     """Every row of every table of one generation of a projection, sorted."""
-    from projections.catalog import PROJECTIONS
+    from projections.engine.catalog import PROJECTIONS
 
     rows = {}
     with services.read_db.snapshot() as cursor:

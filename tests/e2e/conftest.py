@@ -20,8 +20,8 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from api import create_app
-from api.bootstrap import Services, build_services
-from membership.settings import Settings
+from service.bootstrap import Services, build_services
+from service.settings import Settings
 
 JWT_SECRET = "e2e-jwt-secret-" + "s" * 32
 
@@ -145,7 +145,8 @@ def api(api_settings: Settings) -> Iterator[ApiClient]:
     services = build_services(api_settings)
     clock = Clock()
     services.organizations.clock = clock
-    app = create_app(services=services, run_projections=True)
+    app = create_app(services)
+    services.start_projections()
     yield ApiClient(app.test_client(), services, clock)
     services.close()
 
@@ -155,5 +156,5 @@ def second_api(api: ApiClient, api_settings: Settings) -> Iterator[ApiClient]:
     """Another app instance on the same store, without projections of its own (another API process)."""
     services = build_services(api_settings)
     services.organizations.clock = api.clock
-    yield ApiClient(create_app(services=services).test_client(), services, api.clock)
+    yield ApiClient(create_app(services).test_client(), services, api.clock)
     services.close()

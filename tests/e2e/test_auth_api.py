@@ -22,7 +22,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from membership.settings import Settings
+from service.settings import Settings
 from tests.e2e.conftest import JWT_SECRET, ApiClient, User, problem
 
 ISSUER = "https://id.ocore.example.com/"

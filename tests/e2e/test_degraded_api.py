@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from membership import Actor
-from projections import parking, retrying
+from projections.engine import parking, retrying
 from tests.e2e.conftest import ApiClient, problem
 from tests.helpers import fix_the_bug, refuse_member_rows
 

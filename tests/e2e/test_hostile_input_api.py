@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from projections import parking
+from projections.engine import parking
 from tests.e2e.conftest import JWT_SECRET, ApiClient, problem
 
 HOSTILE = {

@@ -7,9 +7,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from api import commands
-from projections import idempotency
-from projections.runner import ProjectionRunner
+from api import commands, idempotency_keys
+from projections.engine.runner import ProjectionRunner
 from tests.e2e.conftest import ApiClient, User, problem
 
 
@@ -133,7 +132,7 @@ def test_a_retry_while_the_first_request_still_runs_is_told_to_wait(
     try:
         for _ in range(100):  # until the first request holds the key
             with api.services.read_db.snapshot() as cursor:
-                cursor.execute(f"SELECT COUNT(*) FROM {idempotency.TABLE}")
+                cursor.execute(f"SELECT COUNT(*) FROM {idempotency_keys.TABLE}")
                 if cursor.fetchone()[0]:
                     break
             threading.Event().wait(0.01)
@@ -151,7 +150,7 @@ def test_what_is_kept_for_a_key_never_shows_an_invite_link_code(api: ApiClient, 
     again = api.post("/api/invite-links", owner, org, json={"roleId": viewer}, headers=key("link"))
     assert created.status_code == 201 and again.json["code"] == created.json["code"]
     with api.services.read_db.snapshot() as cursor:
-        cursor.execute(f"SELECT payload FROM {idempotency.TABLE}")
+        cursor.execute(f"SELECT payload FROM {idempotency_keys.TABLE}")
         stored = " ".join(str(row[0]) for row in cursor.fetchall())
     assert stored and created.json["code"] not in stored and "inviteLinks" not in stored
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from werkzeug.test import TestResponse
 
-from membership.settings import Settings
+from service.settings import Settings
 from tests.e2e.conftest import JWT_SECRET, ApiClient, User, problem
 
 LIMITS = {

@@ -15,8 +15,8 @@ import pytest
 from werkzeug.test import TestResponse
 
 from membership.permissions import MANAGE_MEMBERS
-from membership.settings import Settings
-from projections import queries
+from projections import members as members_reads
+from service.settings import Settings
 from tests.e2e.conftest import JWT_SECRET, ApiClient, User, problem
 
 MEMBER_FIELDS = {"id", "userId", "email", "name", "role", "joinedAt", "lastActiveAt"}
@@ -421,7 +421,7 @@ def test_a_demoted_admin_is_refused_on_the_very_next_invite(api: ApiClient, seco
     # look at what authorizes reads. If the 200 came before the read model applied the demotion, the record
     # still says Admin here; if the second process answered from what it read before the demotion (a cached
     # aggregate or member record, a lagging read model), its GET /api/invitations would be 200, not 403.
-    record = queries.member_for_user(api.services.read_db, UUID(org), admin.user_id)
+    record = members_reads.member_for_user(api.services.read_db, UUID(org), admin.user_id)
     assert record is not None and record.role.name == "Viewer" and MANAGE_MEMBERS not in record.role.permissions
     problem(second_api.get("/api/invitations", admin, org), 403, "missing_permission")
     body = problem(invite(second_api, admin, org, api.user().email), 403, "missing_permission")

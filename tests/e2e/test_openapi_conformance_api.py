@@ -30,7 +30,7 @@ from schemathesis.hooks import GLOBAL_HOOK_DISPATCHER
 from schemathesis.openapi.checks import RejectedPositiveData
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from membership.settings import Settings
+from service.settings import Settings
 from tests.e2e.conftest import JWT_SECRET, ApiClient, problem
 
 MAX_EXAMPLES = 10  # fuzzing examples per operation; the coverage and stateful phases add their own

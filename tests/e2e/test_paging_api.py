@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from projections.queries import encode_cursor
+from projections.engine.reading import encode_cursor
 from tests.e2e.conftest import ApiClient, User, problem
 
 SYSTEM_ROLES = ["Owner", "Admin", "Developer", "Viewer"]

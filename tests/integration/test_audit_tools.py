@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from click.testing import CliRunner
 
-from api.bootstrap import Services
-from api.cli import main
 from membership import Organization
-from projections.replay import describe, organization_at
+from projections.history import describe, organization_at
+from service.bootstrap import Services
+from service.cli import main
 from tests.conftest import TEST_SECRET_KEY
 from tests.helpers import member_id, new_actor, role_id
 

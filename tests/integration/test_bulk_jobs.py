@@ -12,15 +12,15 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from api.bootstrap import Services
 from membership import Actor, Organization
 from membership.exceptions import MissingPermissionError, PrivilegeEscalationError
 from membership.jobs import REMOVAL, ROLE_CHANGE, BulkJob, IdempotencyKeyReusedError, JobFinishedError
-from projections import queries
-from projections.job_runner import JobRunner
+from projections import jobs as jobs_reads
+from service.bootstrap import Services
 from tests.conftest import TEST_SECRET_KEY
 from tests.helpers import join, member_id, new_actor, role_id
 from tests.servers import MEMBERSHIP
+from workers.jobs import JobRunner
 
 
 class Team:
@@ -62,7 +62,7 @@ def test_a_bulk_role_change_reports_each_item_and_fails_none_for_another(service
 
     run(services, batch_size=4)
 
-    job = queries.get_job(services.read_db, team.org, receipt.id)
+    job = jobs_reads.get_job(services.read_db, team.org, receipt.id)
     assert job is not None and (job.status, job.total, job.processed, job.succeeded, job.failed) == (
         "partially_succeeded", 9, 9, 6, 3,
     )  # fmt: skip
@@ -81,7 +81,7 @@ def test_a_bulk_removal_removes_members_and_spares_the_owner(services: Services)
     owner_id = member_id(team.app, team.org, team.owner)
     receipt, _ = team.app.request_bulk_job(team.org, team.admin, REMOVAL, [*team.ids, owner_id])
     run(services)
-    job = queries.get_job(services.read_db, team.org, receipt.id)  # type: ignore[arg-type]
+    job = jobs_reads.get_job(services.read_db, team.org, receipt.id)  # type: ignore[arg-type]
     assert job is not None and job.status == "partially_succeeded" and job.succeeded == 5
     with team.app.reading(team.org) as org:
         assert set(org.member_by_user) == {team.owner.user_id, team.admin.user_id}
@@ -100,7 +100,7 @@ def test_each_item_follows_the_single_operations_rules_no_escalation(services: S
         app.request_bulk_job(team.org, lead, ROLE_CHANGE, team.ids, team.role("Admin"))
     receipt, _ = app.request_bulk_job(team.org, lead, REMOVAL, [*team.ids, member_id(app, team.org, team.admin)])
     run(services)
-    job = queries.get_job(services.read_db, team.org, receipt.id)  # type: ignore[arg-type]
+    job = jobs_reads.get_job(services.read_db, team.org, receipt.id)  # type: ignore[arg-type]
     assert job is not None and [r.code for r in job.results][-1] == "privilege_escalation"
     assert job.succeeded == 3 and lead_role is not None
 
@@ -130,7 +130,7 @@ def test_a_cancelled_job_stops_after_the_current_batch(services: Services) -> No
     team.app.process_job_batch(receipt.id, batch_size=4)
     team.app.cancel_job(team.org, team.admin, receipt.id)
     run(services, batch_size=4)
-    job = queries.get_job(services.read_db, team.org, receipt.id)
+    job = jobs_reads.get_job(services.read_db, team.org, receipt.id)
     assert job is not None and (job.status, job.processed, job.succeeded) == ("cancelled", 4, 4)
     assert sorted(team.role_of(p) for p in team.people) == ["Developer"] * 4 + ["Viewer"] * 6
     with pytest.raises(JobFinishedError):
@@ -142,7 +142,7 @@ def test_a_job_cannot_be_seen_from_another_organization(services: Services) -> N
     receipt, _ = team.app.request_bulk_job(team.org, team.admin, REMOVAL, team.ids)
     assert receipt.id is not None
     run(services)
-    assert queries.get_job(services.read_db, other.org, receipt.id) is None
+    assert jobs_reads.get_job(services.read_db, other.org, receipt.id) is None
     with pytest.raises(Exception, match="No job"):
         other.app.cancel_job(other.org, other.owner, receipt.id)
 

@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 import pytest
 
-from api.bootstrap import Services
-from projections import tracking
-from projections.rebuild import Rebuild
+from projections.engine import tracking
+from projections.engine.rebuild import Rebuild
+from service.bootstrap import Services
 from tests.conftest import TEST_SECRET_KEY
 from tests.helpers import busy_team, generation_rows, new_actor, role_id, table_rows
 from tests.servers import MEMBERSHIP
@@ -108,12 +108,12 @@ def test_a_killed_rebuild_resumes_and_equals_the_live_tables(services: Services,
 
 # Rebuild in parallel even for a few events (the CLI only does so from 100,000 events on).
 PARALLEL_REBUILD = """
-from api.bootstrap import build_services
-from membership.settings import Settings
-from projections.rebuild import Rebuild
+from service.bootstrap import build_services
+from service.settings import Settings
+from projections.engine.rebuild import Rebuild
 built = build_services(Settings.from_env())
 Rebuild(
-    built.organizations, built.read_db, ["audit", "members"], batch_size=20, settings=built.settings,
+    built.organizations, built.read_db, ["audit", "members"], batch_size=20, database=built.settings.database,
     workers=2, parallel_min_events=0,
 ).run()
 """

@@ -22,20 +22,20 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from api.bootstrap import Services, build_mailer, build_services
 from api.schemas import InvitationSchema
 from membership import Actor, domain
 from membership.exceptions import InvalidInvitationTokenError
-from membership.settings import Settings
-from projections import queries
-from projections.mail import outbox
-from projections.mail.mailer import Mailer
-from projections.mail.transport import NO_SMTPUTF8
-from projections.records import InvitationRecord
-from projections.runner import ProjectionRunner
+from projections import invitations as invitations_reads
+from projections import outbox
+from projections.engine.runner import ProjectionRunner
+from projections.invitations import InvitationRecord
+from service.bootstrap import Services, build_mailer, build_services
+from service.settings import Settings
 from tests.conftest import TEST_SECRET_KEY
 from tests.helpers import new_actor, role_id, table_rows
 from tests.servers import MEMBERSHIP, free_port
+from workers.mail.mailer import Mailer
+from workers.mail.transport import NO_SMTPUTF8
 
 PUBLIC_URL = "https://ocore.example.com"
 SENDER = "oCore <invitations@ocore.example.com>"
@@ -262,7 +262,7 @@ def test_without_smtp_messages_land_in_var_outbox_and_the_link_is_logged(
     try:
         mailer = build_mailer(services)
         _, invitation, recipient = invite(services)
-        with caplog.at_level("INFO", logger="projections.mail.transport"):
+        with caplog.at_level("INFO", logger="workers.mail.transport"):
             mailer.run_once()
         files = list((settings.database.var_dir / "outbox").glob(f"invitation.{invitation}.*.eml"))
         assert len(files) == 1
@@ -335,7 +335,7 @@ def invitation_record(services: Services, invitation_id: UUID, now: datetime) ->
     ((org,),) = table_rows(
         services, "SELECT organization_id FROM {invitations} WHERE invitation_id = %s", str(invitation_id)
     )
-    record = queries.get_invitation(services.read_db, UUID(str(org)), invitation_id, now)
+    record = invitations_reads.get_invitation(services.read_db, UUID(str(org)), invitation_id, now)
     assert record is not None
     return record
 
@@ -374,11 +374,11 @@ def test_an_unexpected_error_with_one_delivery_retries_it_alone_later(
     db = services.read_db
     with db.transaction() as cursor:  # a corrupt row: its organization id is no UUID
         row = ("<corrupt@ocore.example.com>", "not-a-uuid", "not-a-uuid", "nonce", "x@example.com", "", clock())
-        outbox.enqueue(db, cursor, [row], outbox.position(db, cursor), clock())
+        outbox.enqueue(db, cursor, [row], clock())
     clock.offset += timedelta(seconds=1)
     _, good, recipient = invite(services)
 
-    with caplog.at_level(logging.WARNING, logger="projections.mail.mailer"):
+    with caplog.at_level(logging.WARNING, logger="workers.mail.mailer"):
         mailer.run_once()
 
     assert [m["To"] for m in inbox.messages] == [recipient]
@@ -398,7 +398,7 @@ def test_an_unreachable_server_shows_retrying_and_degrades_health_until_the_mess
     _, invitation, _ = invite(services)
     assert invitation_record(services, invitation, clock()).email_status == "queued"
 
-    with caplog.at_level(logging.WARNING, logger="projections.mail.mailer"):
+    with caplog.at_level(logging.WARNING, logger="workers.mail.mailer"):
         mailer.run_once()  # nothing listens
 
     record = invitation_record(services, invitation, clock())

@@ -15,11 +15,11 @@ import pytest
 from click.testing import CliRunner
 from eventsourcing.persistence import StoredEvent
 
-from api.bootstrap import Services
-from api.cli import main
 from membership import Actor, Organization, Organizations
-from projections import parking, retrying, store
-from projections.rebuild import Rebuild
+from projections.engine import parking, retrying, store
+from projections.engine.rebuild import Rebuild
+from service.bootstrap import Services
+from service.cli import main
 from tests.conftest import TEST_SECRET_KEY
 from tests.helpers import fix_the_bug, join, new_actor, refuse_member_rows, role_id, table_rows
 

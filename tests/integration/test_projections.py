@@ -8,12 +8,12 @@ from datetime import timedelta
 
 import pytest
 
-from api.bootstrap import Services
 from membership import Actor
-from projections import parking, store
+from projections.engine import parking, store
+from projections.engine.runner import ProjectionRunner
+from projections.engine.store import ReadModelLaggingError
 from projections.invitations import InvitationsProjection
-from projections.runner import ProjectionRunner
-from projections.store import ReadModelLaggingError
+from service.bootstrap import Services
 from tests.helpers import member_id, new_actor, role_id, table_rows
 
 

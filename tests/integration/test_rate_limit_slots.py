@@ -1,4 +1,4 @@
-"""The rate limiter's slots (`projections.ratelimits`) on SQLite and PostgreSQL.
+"""The rate limiter's slots (`api.ratelimit_slots`) on SQLite and PostgreSQL.
 
 Reservations race from threads over two connections pools (like two API
 processes on one database); the limit must hold exactly.
@@ -13,11 +13,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from membership.settings import Settings
-from projections import ratelimits
-from projections.ratelimits import LimitReachedError, Slot
-from projections.sql import ReadDatabase
-from projections.store import setup
+from api import ratelimit_slots
+from api.ratelimit_slots import LimitReachedError, Slot
+from projections.engine import store as read_models
+from projections.engine.sql import ReadDatabase
+from service.bootstrap import OPERATIONAL_TABLES
+from service.settings import Settings
 
 HOUR = timedelta(hours=1)
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -27,19 +28,19 @@ T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 def databases(store: str, settings_for: Callable[..., Settings]) -> Iterator[list[ReadDatabase]]:
     """Two independent connection pools on one store, its tables set up."""
     opened = [ReadDatabase(settings_for(store).database) for _ in range(2)]
-    setup(opened[0])
+    read_models.setup(opened[0], *OPERATIONAL_TABLES)
     yield opened
     for db in opened:
         db.close()
 
 
 def reserve(db: ReadDatabase, at: datetime, subject: str = "alice", limit: int = 3, bucket: str = "b") -> Slot:
-    return ratelimits.reserve(db, bucket, subject, limit, HOUR, at)
+    return ratelimit_slots.reserve(db, bucket, subject, limit, HOUR, at)
 
 
 def stored(db: ReadDatabase) -> int:
     with db.snapshot() as cursor:
-        cursor.execute(f"SELECT COUNT(*) FROM {ratelimits.TABLE}")
+        cursor.execute(f"SELECT COUNT(*) FROM {ratelimit_slots.TABLE}")
         return int(cursor.fetchone()[0])
 
 
@@ -61,7 +62,7 @@ def test_a_released_slot_can_be_taken_again(databases: list[ReadDatabase]) -> No
     db = databases[0]
     slots = [reserve(db, T0 + timedelta(seconds=s)) for s in range(3)]
 
-    ratelimits.release(db, slots[1])
+    ratelimit_slots.release(db, slots[1])
 
     assert reserve(db, T0 + timedelta(seconds=5)).taken_at == T0 + timedelta(seconds=5)
     with pytest.raises(LimitReachedError) as refused:

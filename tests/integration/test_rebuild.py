@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.bootstrap import Services
 from membership.exceptions import MembershipError
-from projections import store, tracking
-from projections.catalog import PROJECTIONS
-from projections.rebuild import Rebuild
+from projections.engine import store, tracking
+from projections.engine.catalog import PROJECTIONS
+from projections.engine.rebuild import Rebuild
+from service.bootstrap import Services
 from tests.helpers import busy_team, generation_rows, new_actor, role_id, table_rows
 
 ALL = sorted(PROJECTIONS)
@@ -51,10 +51,10 @@ def test_a_parallel_rebuild_produces_exactly_the_live_tables(
     live = snapshot_of_tables(services)
 
     rebuild = Rebuild(
-        services.organizations, services.read_db, ALL, batch_size=7, retired_grace_s=0, settings=services.settings,
+        services.organizations, services.read_db, ALL, batch_size=7, retired_grace_s=0, database=services.settings.database,
         workers=2, parallel_min_events=0,
     )  # fmt: skip
-    with caplog.at_level("INFO", logger="projections.rebuild"):
+    with caplog.at_level("INFO", logger="projections.engine.rebuild"):
         assert rebuild.run() == {name: 2 for name in ALL}
 
     assert snapshot_of_tables(services) == live
@@ -70,9 +70,9 @@ def test_a_parallel_rebuild_stays_in_process_below_its_threshold(
     services.runner.catch_up()
     live = snapshot_of_tables(services)
     rebuild = Rebuild(
-        services.organizations, services.read_db, ALL, retired_grace_s=0, settings=services.settings, workers=2
+        services.organizations, services.read_db, ALL, retired_grace_s=0, database=services.settings.database, workers=2
     )
-    with caplog.at_level("INFO", logger="projections.rebuild"):
+    with caplog.at_level("INFO", logger="projections.engine.rebuild"):
         rebuild.run()
     assert not any("processes" in message for message in caplog.messages)
     assert snapshot_of_tables(services) == live

@@ -30,7 +30,7 @@ def test_a_worker_restarted_during_a_postgresql_outage_waits_and_serves_once_it_
             # The database goes away; then the worker dies (OOM killer, a deploy...) and gunicorn starts another.
             postgres.stop()
             os.kill(worker, signal.SIGKILL)
-            waiting = re.compile(r"WARNING api\.server worker (\d+): the database does not answer")
+            waiting = re.compile(r"WARNING service\.server worker (\d+): the database does not answer")
             wait_until(lambda: waiting.search(log.read_text()) is not None, 15, "the new worker's warning")
             assert server.poll() is None, "the master stopped"
             assert int(waiting.findall(log.read_text())[0]) != worker

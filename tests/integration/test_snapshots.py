@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from api.bootstrap import Services
 from membership.application import project_organization
-from projections.snapshots import SnapshotTaker
+from service.bootstrap import Services
 from tests.helpers import new_actor, role_id
+from workers.snapshots import SnapshotTaker
 
 
 def test_commands_do_not_snapshot_the_worker_does(services: Services) -> None:
@@ -32,6 +32,6 @@ def test_two_workers_snapshotting_the_same_version_keep_one(services: Services) 
     first, second = SnapshotTaker(app, services.read_db, interval=5), SnapshotTaker(app, services.read_db, interval=5)
     first.run_once()
     with services.read_db.transaction() as cursor:
-        cursor.execute("UPDATE snapshot_position SET position = 0")  # the second worker starts from the beginning
+        cursor.execute("UPDATE event_cursors SET position = 0 WHERE name = 'snapshots'")  # the second starts over
     second.run_once()
     assert app.snapshots is not None and [s.originator_version for s in app.snapshots.get(org)] == [5]

@@ -1,5 +1,5 @@
 """A batch's gathered row changes, written set-wise, leave the table exactly as the
-same changes applied one at a time would (projections.changes), on both stores."""
+same changes applied one at a time would (projections.engine.changes), on both stores."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.bootstrap import Services
-from projections.base import Writer
-from projections.changes import TableChanges, column_types
-from projections.sql import POSTGRES_TYPES
+from projections.engine.base import Writer
+from projections.engine.changes import TableChanges, column_types
+from projections.engine.sql import POSTGRES_TYPES
+from service.bootstrap import Services
 
 DDL = "k TEXT PRIMARY KEY, label TEXT, n INTEGER NOT NULL, at {ts}"
 KEYS = st.sampled_from(["a", "b", "c", "d", "e"])

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from membership.addresses import parse, validate_email
 from membership.exceptions import InvalidValueError
-from projections.mail.compose import Invitation, compose
+from workers.mail.compose import Invitation, compose
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 

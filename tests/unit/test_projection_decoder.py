@@ -20,7 +20,7 @@ from eventsourcing.persistence import Mapper, Notification
 from eventsourcing.utils import get_topic
 
 from membership import Organizations
-from projections.decoding import ProjectionDecoder
+from projections.engine.decoding import ProjectionDecoder
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 ZLIB = {"COMPRESSOR_TOPIC": "eventsourcing.compressor:ZlibCompressor"}

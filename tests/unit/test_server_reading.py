@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from api.server import MAX_HEAD_BYTES, PendingRequest, problem_response
-from membership.settings import BACKGROUND_THREADS, ConfigurationError, Database
+from membership.database import BACKGROUND_THREADS, ConfigurationError, Database
+from service.server import MAX_HEAD_BYTES, PendingRequest, problem_response
 
 LINE_LIMIT = 4094
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from membership.settings import DEFAULT_DATABASE_URL, ConfigurationError, Settings
+from membership.database import ConfigurationError
+from service.settings import DEFAULT_DATABASE_URL, Settings
 
 KEY = "k" * 40
 

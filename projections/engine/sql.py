@@ -1,0 +1,210 @@
+"""One small SQL layer for both stores, so every projection is written once.
+
+Statements are written with `%s` placeholders and `{name}` table names; the
+dialect adapts placeholders (`?` for SQLite), column types and timestamps.
+SQLite keeps timestamps as fixed-width UTC ISO text, which sorts correctly.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from membership.database import Database
+
+SQLITE_BUSY_TIMEOUT_S = 30.0
+SCHEMA_LOCK_KEY = 724_000  # pg_advisory_lock key held while the service creates its tables
+# The portable column types projections declare ({ts}, {bigint}, {json}) in each dialect.
+SQLITE_TYPES = {"ts": "TEXT", "bigint": "INTEGER", "json": "TEXT"}
+POSTGRES_TYPES = {"ts": "timestamptz", "bigint": "bigint", "json": "text"}
+
+
+class Cursor(Protocol):
+    """What projections and queries use of a DB-API cursor."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def execute(self, sql: str, params: Sequence[Any] = ...) -> Any: ...
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> Any: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+class ReadDatabase:
+    """Connections to the read-model tables (they live beside the event store)."""
+
+    def __init__(self, database: Database, pool_size: int | None = None) -> None:
+        """`pool_size` defaults to `database.connections`: one per thread of the process that may query."""
+        self.database = database
+        self.is_sqlite = database.backend == "sqlite"
+        self._local = threading.local()
+        self._sqlite_connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._pool: ConnectionPool | None = None
+        if not self.is_sqlite:
+            self._pool = ConnectionPool(
+                kwargs=self._pg_kwargs(),
+                min_size=1,
+                max_size=pool_size or database.connections,
+                open=True,
+                name="read-models",
+                timeout=10,
+            )
+
+    # -- dialect -----------------------------------------------------------
+    def sql(self, statement: str) -> str:
+        return statement.replace("%s", "?") if self.is_sqlite else statement
+
+    def type(self, name: str) -> str:
+        """Portable column types: ts, bigint, json."""
+        return (SQLITE_TYPES if self.is_sqlite else POSTGRES_TYPES)[name]
+
+    def to_db_time(self, value: datetime | None) -> Any:
+        if value is None or not self.is_sqlite:
+            return value
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+    def when(self, value: Any) -> datetime:
+        """A NOT NULL timestamp column's value."""
+        moment = self.from_db_time(value)
+        assert moment is not None
+        return moment
+
+    def from_db_time(self, value: Any) -> datetime | None:
+        if value is None or isinstance(value, datetime):
+            return value
+        return datetime.fromisoformat(value)
+
+    # -- connections -------------------------------------------------------
+    @contextmanager
+    def transaction(self, wait_for_disk: bool = True) -> Iterator[Cursor]:
+        """One transaction: committed if the block ends normally, else rolled back.
+
+        On SQLite the write lock is taken up front (BEGIN IMMEDIATE), so two
+        writers never deadlock on a lock upgrade. `wait_for_disk=False` commits
+        on PostgreSQL without waiting for the WAL flush (synchronous_commit off):
+        a server crash may lose the last such transactions, whole, never half of
+        one -- for rebuilds, whose positions are in the same transactions.
+        """
+        if self.is_sqlite:
+            connection = self._sqlite_connection()
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection.cursor()
+            except BaseException:
+                connection.rollback()
+                raise
+            connection.commit()
+        else:
+            assert self._pool is not None
+            with self._pool.connection() as pg, pg.transaction():
+                cursor = pg.cursor()
+                if not wait_for_disk:
+                    cursor.execute("SET LOCAL synchronous_commit = off")
+                yield cursor
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Cursor]:
+        """One consistent moment to read from; anything written is rolled back."""
+        if self.is_sqlite:
+            connection = self._sqlite_connection()
+            connection.execute("BEGIN")
+            try:
+                yield connection.cursor()
+            finally:
+                connection.rollback()
+        else:
+            assert self._pool is not None
+            with self._pool.connection() as pg, pg.transaction(force_rollback=True):
+                yield pg.cursor()
+
+    @contextmanager
+    def pipelined(self, cursor: Cursor) -> Iterator[None]:
+        """On PostgreSQL, send the block's statements without waiting for each answer
+        (rebuilds run thousands of small statements per transaction)."""
+        if self.is_sqlite:
+            yield
+            return
+        with cursor.connection.pipeline():  # type: ignore[attr-defined]
+            yield
+
+    def copy_rows(self, cursor: Cursor, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Insert many rows at once: COPY on PostgreSQL (not inside a pipeline), executemany on SQLite."""
+        if self.is_sqlite:
+            marks = ", ".join("?" for _ in columns)
+            cursor.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+            return
+        with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:  # type: ignore[attr-defined]
+            for row in rows:
+                copy.write_row(row)
+
+    @contextmanager
+    def schema_lock(self) -> Iterator[None]:
+        """Held while tables are created: processes starting together take turns (PostgreSQL).
+
+        Concurrent CREATE TABLE IF NOT EXISTS statements collide in PostgreSQL's catalogs
+        ("tuple concurrently updated", duplicate pg_type rows); under this lock the first
+        process creates everything and the others find it there. SQLite's own write lock
+        already serialises them.
+        """
+        if self.is_sqlite:
+            yield
+            return
+        with psycopg.connect(**self._pg_kwargs(), autocommit=True) as connection:
+            connection.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_KEY,))
+            try:
+                yield
+            finally:
+                connection.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))
+
+    def listen_connection(self, channel: str) -> psycopg.Connection[Any]:
+        """A dedicated autocommit connection LISTENing on `channel` (PostgreSQL only)."""
+        connection = psycopg.connect(**self._pg_kwargs(), autocommit=True)
+        connection.execute(f'LISTEN "{channel}"')
+        return connection
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+        with self._connections_lock:
+            for connection in self._sqlite_connections:
+                connection.close()
+            self._sqlite_connections.clear()
+        self._local = threading.local()
+
+    def _sqlite_connection(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            assert self.database.sqlite_path is not None
+            connection = sqlite3.connect(
+                self.database.sqlite_path,
+                timeout=SQLITE_BUSY_TIMEOUT_S,
+                isolation_level=None,
+                check_same_thread=False,  # used by one thread; closed by close() from another
+            )
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            self._local.connection = connection
+            with self._connections_lock:
+                self._sqlite_connections.append(connection)
+        return connection
+
+    def _pg_kwargs(self) -> dict[str, Any]:
+        db = self.database
+        return {
+            "host": db.host,
+            "port": db.port,
+            "user": db.user,
+            "password": db.password,
+            "dbname": db.dbname,
+            "connect_timeout": 5,
+            "options": f"-c search_path={db.schema} -c timezone=UTC",
+        }

@@ -1,0 +1,126 @@
+"""Builds the service's parts from settings, in one place for the server, worker and tools."""
+
+from __future__ import annotations
+
+import atexit
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+
+from api import create_app, idempotency_keys, ratelimit_slots
+from membership import Organizations
+from projections import members, outbox
+from projections.engine import store
+from projections.engine.runner import ProjectionRunner
+from projections.engine.sql import ReadDatabase
+from service.settings import Settings
+from workers import cursors
+from workers.jobs import JobRunner
+from workers.mail.mailer import Mailer
+from workers.mail.transport import transport_for
+from workers.snapshots import SnapshotTaker
+
+# Tables besides the read models', each created by the module that owns it: state that is never
+# rebuilt from events (kept across rebuilds).
+OPERATIONAL_TABLES = (
+    idempotency_keys.create_table,
+    ratelimit_slots.create_tables,
+    outbox.create_tables,
+    cursors.create_table,
+    members.create_activity_table,
+)
+
+
+def build_organizations(settings: Settings, **overrides: Any) -> Organizations:
+    """The write side on the configured database; `overrides` are `Organizations` options (tests)."""
+    options: dict[str, Any] = {
+        "snapshot_in_commands": False,  # the worker takes them (workers.snapshots)
+        "secret_key": settings.secret_key,
+        "snapshot_interval": settings.snapshot_interval,
+        "max_pending_invitations": settings.max_pending_invitations,
+    }
+    return Organizations(env=settings.eventsourcing_env(), **{**options, **overrides})
+
+
+@dataclass
+class Services:
+    """The write side, the read models, and (when this process runs them) the projection runner."""
+
+    settings: Settings
+    organizations: Organizations
+    read_db: ReadDatabase
+    runner: ProjectionRunner | None = None
+    mailer: Mailer | None = None
+    jobs: JobRunner | None = None
+    snapshots: SnapshotTaker | None = None
+
+    def start_projections(self) -> ProjectionRunner:
+        """Run the read models, the invitation mailer and bulk jobs in background threads of this process."""
+        self.runner = ProjectionRunner(self.organizations, self.read_db)
+        self.runner.start()
+        self.start_background_work()
+        return self.runner
+
+    def start_background_work(self, job_batch_size: int = 500) -> None:
+        """The mailer, bulk jobs and snapshots (the worker process runs the projections itself)."""
+        self.mailer = build_mailer(self)
+        self.mailer.start()
+        self.jobs = JobRunner(self.organizations, self.read_db, batch_size=job_batch_size)
+        self.jobs.start()
+        self.snapshots = SnapshotTaker(self.organizations, self.read_db, self.settings.snapshot_interval)
+        self.snapshots.start()
+
+    def close(self) -> None:
+        if self.snapshots is not None:
+            self.snapshots.stop()
+        if self.jobs is not None:
+            self.jobs.stop()
+        if self.mailer is not None:
+            self.mailer.stop()
+        if self.runner is not None:
+            self.runner.stop()
+        self.read_db.close()
+        self.organizations.close()
+
+
+def build_mailer(services: Services, **options: float) -> Mailer:
+    settings = services.settings
+    return Mailer(
+        services.organizations,
+        services.read_db,
+        transport_for(settings.smtp, settings.database.var_dir),
+        settings.smtp.sender,
+        settings.public_url,
+        retry_base_s=settings.smtp.retry_base_s,
+        retry_max_s=settings.smtp.retry_max_s,
+        lease_s=settings.smtp.lease_s,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def build_services(settings: Settings) -> Services:
+    """Open the stores and make sure every table exists (once, however many processes start together)."""
+    read_db = ReadDatabase(settings.database)
+    try:
+        with read_db.schema_lock():
+            organizations = build_organizations(settings)
+            store.setup(read_db, *OPERATIONAL_TABLES)
+    except BaseException:
+        read_db.close()  # its pool's threads would otherwise go on trying to connect
+        raise
+    return Services(settings, organizations, read_db)
+
+
+def build_app(settings: Settings, run_projections: bool = False) -> Flask:
+    """The API over freshly built parts, closed at exit. Called in each server process (after the fork).
+
+    `run_projections` runs the projection runner and the background duties in threads of this
+    process: the embedded SQLite set-up, or PostgreSQL with `membership serve --with-worker`.
+    """
+    services = build_services(settings)
+    atexit.register(services.close)
+    app = create_app(services)
+    if run_projections:
+        services.start_projections()
+    return app

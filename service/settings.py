@@ -1,0 +1,192 @@
+"""All configuration, read from `MEMBERSHIP_*` environment variables in one place.
+
+`MEMBERSHIP_DATABASE_URL` picks the store (`membership.database`); the rest is the API's
+token checks, SMTP, public URL, limits and caches. Every process reads its settings here.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from membership.database import ConfigurationError, Database
+
+DEFAULT_DATABASE_URL = "sqlite:///var/membership.db"
+SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name, not a secret)
+JWT_SECRET_FILE = "jwt_secret"  # noqa: S105
+
+
+@dataclass(frozen=True)
+class TokenVerification:
+    """How bearer tokens are checked: the key and algorithms come from here, never from a token."""
+
+    algorithms: tuple[str, ...]
+    key: str = field(repr=False)  # an HS256 secret, or an RS256 PEM public key
+    issuer: str | None = None
+    audience: str | None = None
+    is_development_secret: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], database: Database) -> TokenVerification | None:
+        """None when unset on PostgreSQL: workers need no tokens, and the API refuses to start without."""
+        issuer, audience = env.get("MEMBERSHIP_JWT_ISSUER") or None, env.get("MEMBERSHIP_JWT_AUDIENCE") or None
+        key_file = env.get("MEMBERSHIP_JWT_PUBLIC_KEY_FILE", "")
+        if key_file:
+            try:
+                pem = Path(key_file).read_text()
+            except OSError as error:
+                raise ConfigurationError(f"MEMBERSHIP_JWT_PUBLIC_KEY_FILE: cannot read {key_file!r}: {error}") from None
+            if "PUBLIC KEY" not in pem:
+                raise ConfigurationError(f"MEMBERSHIP_JWT_PUBLIC_KEY_FILE: {key_file!r} holds no PEM public key")
+            return cls(("RS256",), pem, issuer, audience)
+        secret = env.get("MEMBERSHIP_JWT_SECRET", "")
+        if secret:
+            if len(secret) < 32:
+                raise ConfigurationError("MEMBERSHIP_JWT_SECRET must have at least 32 characters")
+            return cls(("HS256",), secret, issuer, audience)
+        if database.backend != "sqlite":
+            return None
+        development = _local_secret_key(database.var_dir / JWT_SECRET_FILE).decode()
+        return cls(("HS256",), development, issuer, audience, is_development_secret=True)
+
+
+@dataclass(frozen=True)
+class Smtp:
+    """Where invitation e-mails go; without MEMBERSHIP_SMTP_HOST they are written to var/outbox."""
+
+    host: str = ""
+    port: int = 587
+    username: str = ""
+    password: str = field(default="", repr=False)
+    starttls: bool = True
+    implicit_tls: bool = False
+    sender: str = "oCore <no-reply@ocore.localhost>"
+    timeout_s: float = 10.0
+    retry_base_s: float = 5.0  # first retry after this, doubling up to retry_max_s
+    retry_max_s: float = 600.0
+    lease_s: float = 120.0  # a delivery claimed by a sender that died is retried after this
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Smtp:
+        implicit = _flag(env, "MEMBERSHIP_SMTP_SSL", False)
+        return cls(
+            host=env.get("MEMBERSHIP_SMTP_HOST", ""),
+            port=_positive_int(env, "MEMBERSHIP_SMTP_PORT", 465 if implicit else 587),
+            username=env.get("MEMBERSHIP_SMTP_USERNAME", ""),
+            password=env.get("MEMBERSHIP_SMTP_PASSWORD", ""),
+            starttls=_flag(env, "MEMBERSHIP_SMTP_STARTTLS", not implicit),
+            implicit_tls=implicit,
+            sender=env.get("MEMBERSHIP_SMTP_FROM") or cls.sender,
+            retry_base_s=_positive_float(env, "MEMBERSHIP_SMTP_RETRY_BASE_SECONDS", 5.0),
+            lease_s=_positive_float(env, "MEMBERSHIP_SMTP_LEASE_SECONDS", 120.0),
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the service, with production-sensible defaults."""
+
+    database: Database
+    secret_key: bytes = field(repr=False)
+    tokens: TokenVerification | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    snapshot_interval: int = 500
+    cache_size: int = 100
+    max_pending_invitations: int = 1000
+    invites_per_hour: int = 100
+    organizations_per_hour: int = 10
+    accept_failures: int = 10  # failed accepts (bad token or code) per user per window, then 429
+    accept_failure_window_s: int = 600
+    smtp: Smtp = field(default_factory=Smtp)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        database = Database.from_url(env.get("MEMBERSHIP_DATABASE_URL") or DEFAULT_DATABASE_URL)
+        if env.get("MEMBERSHIP_VAR_DIR"):
+            database = replace(database, local_dir=Path(env["MEMBERSHIP_VAR_DIR"]))
+        return cls(
+            database=database,
+            secret_key=_secret_key(env.get("MEMBERSHIP_SECRET_KEY", ""), database),
+            tokens=TokenVerification.from_env(env, database),
+            public_url=(env.get("MEMBERSHIP_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
+            invites_per_hour=_positive_int(env, "MEMBERSHIP_INVITES_PER_HOUR", 100),
+            organizations_per_hour=_positive_int(env, "MEMBERSHIP_ORGANIZATIONS_PER_HOUR", 10),
+            accept_failures=_positive_int(env, "MEMBERSHIP_ACCEPT_FAILURES", 10),
+            accept_failure_window_s=_positive_int(env, "MEMBERSHIP_ACCEPT_FAILURE_WINDOW_SECONDS", 600),
+            smtp=Smtp.from_env(env),
+            snapshot_interval=_positive_int(env, "MEMBERSHIP_SNAPSHOT_INTERVAL", 500),
+            cache_size=_positive_int(env, "MEMBERSHIP_CACHE_SIZE", 100),
+            max_pending_invitations=_positive_int(env, "MEMBERSHIP_MAX_PENDING_INVITATIONS", 1000),
+        )
+
+    def eventsourcing_env(self) -> dict[str, str]:
+        return {**self.database.eventsourcing_env(), "AGGREGATE_CACHE_MAXSIZE": str(self.cache_size)}
+
+    def token_verification(self) -> TokenVerification:
+        """What the API needs to authenticate requests; a clear error when it is not configured."""
+        if self.tokens is None:
+            raise ConfigurationError("set MEMBERSHIP_JWT_SECRET (HS256) or MEMBERSHIP_JWT_PUBLIC_KEY_FILE (RS256)")
+        return self.tokens
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "")
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigurationError(f"{name} must be a positive whole number, not {raw!r}")
+    return int(raw)
+
+
+def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "")
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise ConfigurationError(f"{name} must be a positive number, not {raw!r}")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name} must be true or false, not {raw!r}")
+
+
+def _secret_key(raw: str, database: Database) -> bytes:
+    """MEMBERSHIP_SECRET_KEY, or on the embedded SQLite default a generated one kept in var/."""
+    if raw:
+        if len(raw) < 32:
+            raise ConfigurationError("MEMBERSHIP_SECRET_KEY must have at least 32 characters")
+        return raw.encode()
+    if database.backend != "sqlite":
+        raise ConfigurationError(
+            "MEMBERSHIP_SECRET_KEY is required with PostgreSQL (every process must share it); "
+            'generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))"'
+        )
+    return _local_secret_key(database.var_dir / SECRET_KEY_FILE)
+
+
+def _local_secret_key(path: Path) -> bytes:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip().encode()
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(48))
+        return path.read_text().strip().encode()
+    except OSError as error:
+        raise ConfigurationError(f"cannot keep the development secret key at {str(path)!r}: {error}") from None

@@ -1,0 +1,70 @@
+"""The loop every background duty shares: do work while there is some, then sleep until woken."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from abc import ABC, abstractmethod
+
+from membership import Organizations
+from projections.engine.outages import is_transient
+
+log = logging.getLogger(__name__)
+FIRST_RETRY_S = 0.1
+MAX_RETRY_S = 5.0  # after an outage, work resumes within this of the database answering again
+
+
+class BackgroundLoop(ABC):
+    """Runs `run_once` in a daemon thread; a save in this process wakes it at once."""
+
+    name = "background"
+    poll_interval_s = 0.25
+
+    def __init__(self, organizations: Organizations) -> None:
+        self._wake, self._stop = threading.Event(), threading.Event()
+        self._thread: threading.Thread | None = None
+        organizations.save_listeners.append(lambda position: self._wake.set())
+
+    @abstractmethod
+    def run_once(self) -> int:
+        """Do one round of work; return how much was done (0 when idle)."""
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run_forever, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+
+    def run_forever(self) -> None:
+        """Until stop(): a failing round (or wait) is logged and retried after a growing pause, never fatal.
+
+        An outage (the database restarting or unreachable) is a warning: it heals by itself, and the
+        loop carries on as soon as the database answers again.
+        """
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                if not self.run_once():
+                    self.idle()
+                failures = 0
+            except Exception as error:
+                failures += 1
+                self.recover(error)
+                delay = min(FIRST_RETRY_S * 2 ** (failures - 1), MAX_RETRY_S) * random.uniform(0.8, 1.2)
+                if is_transient(error):
+                    log.warning("%s: the database is unavailable (%s); retrying in %.1f s", self.name, error, delay)
+                else:
+                    log.exception("%s: a round failed; retrying in %.1f s", self.name, delay)
+                self._stop.wait(delay)
+
+    def idle(self) -> None:
+        self._wake.wait(self.poll_interval_s)
+        self._wake.clear()
+
+    def recover(self, error: Exception) -> None:  # noqa: B027 -- a hook: most loops have nothing to drop
+        """After a failed round: drop whatever the failure may have broken (e.g. a connection)."""

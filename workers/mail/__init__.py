@@ -1,0 +1,1 @@
+"""Invitation e-mail: an event-driven mailer with its own event cursor, exactly once per token."""

@@ -1,0 +1,59 @@
+"""Takes organization snapshots in the worker, off the request path.
+
+A snapshot of a 100,000-member organization costs seconds to encode and
+store; taken inside a command it would stall that command and, through the
+interpreter lock, every other request of the process. Here it runs beside the
+projections: whenever an organization reaches a multiple of the interval,
+its state at that version is loaded (latest snapshot + the events after it)
+and stored. Several workers may race: the store keeps one snapshot per version.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from eventsourcing.persistence import IntegrityError
+
+from membership import Organizations
+from membership.application import project_organization
+from projections.engine.sql import ReadDatabase
+from workers import cursors
+from workers.background import BackgroundLoop
+
+log = logging.getLogger(__name__)
+ORGANIZATION_TOPIC_PREFIX = "membership:Organization."
+
+
+class SnapshotTaker(BackgroundLoop):
+    name = "snapshots"
+    poll_interval_s = 0.5
+
+    def __init__(self, organizations: Organizations, db: ReadDatabase, interval: int) -> None:
+        super().__init__(organizations)
+        self.organizations, self.db, self.interval = organizations, db, interval
+
+    def run_once(self) -> int:
+        """Snapshot every organization that crossed the interval since last time; returns how many."""
+        with self.db.snapshot() as cursor:
+            start = cursors.position(self.db, cursor, self.name)
+        notifications = self.organizations.recorder.select_notifications(start=start + 1, limit=1000)
+        if not notifications:
+            return 0
+        due = {
+            (n.originator_id, n.originator_version)
+            for n in notifications
+            if n.topic.startswith(ORGANIZATION_TOPIC_PREFIX) and n.originator_version % self.interval == 0
+        }
+        for organization_id, version in sorted(due, key=lambda item: item[1]):
+            self._take(organization_id, version)
+        with self.db.transaction() as cursor:
+            cursors.advance(self.db, cursor, self.name, notifications[-1].id)
+        return len(due)
+
+    def _take(self, organization_id: object, version: int) -> None:
+        try:
+            self.organizations.take_snapshot(organization_id, version=version, projector_func=project_organization)  # type: ignore[arg-type]
+        except IntegrityError:
+            pass  # another worker stored this one already
+        else:
+            log.info("snapshot of organization %s at version %s", organization_id, version)
