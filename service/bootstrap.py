@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import atexit
+import logging
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +13,7 @@ from flask import Flask
 from api import create_app, idempotency_keys, ratelimit_slots
 from membership import Organizations
 from projections import members, outbox
-from projections.engine import store
+from projections.engine import definitions, store
 from projections.engine.runner import ProjectionRunner
 from projections.engine.sql import ReadDatabase
 from service.settings import Settings
@@ -20,6 +22,8 @@ from workers.jobs import JobRunner
 from workers.mail.mailer import Mailer
 from workers.mail.transport import transport_for
 from workers.snapshots import SnapshotTaker
+
+log = logging.getLogger(__name__)
 
 # Tables besides the read models', each created by the module that owns it: state that is never
 # rebuilt from events (kept across rebuilds).
@@ -70,6 +74,22 @@ class Services:
         self.jobs.start()
         self.snapshots = SnapshotTaker(self.organizations, self.read_db, self.settings.snapshot_interval)
         self.snapshots.start()
+        self.start_definition_rebuilds()
+
+    def start_definition_rebuilds(self) -> threading.Thread | None:
+        """Rebuild, in a thread, the read models whose definition changed but whose tables still fit
+        (see projections.engine.definitions); readers use the old tables until the switch."""
+        if not any(not o.columns_changed for o in definitions.outdated(self.read_db)):
+            return None
+        thread = threading.Thread(target=self._rebuild_outdated, name="definition-rebuild", daemon=True)
+        thread.start()
+        return thread
+
+    def _rebuild_outdated(self) -> None:
+        try:
+            definitions.rebuild_outdated(self.organizations, self.read_db, self.settings.database)
+        except Exception:  # the next start resumes it; meanwhile the old tables keep serving
+            log.exception("the rebuild of a changed read model stopped")
 
     def close(self) -> None:
         if self.snapshots is not None:

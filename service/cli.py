@@ -21,7 +21,7 @@ from tqdm import tqdm
 from membership.database import DEFAULT_REQUEST_THREADS, ConfigurationError
 from membership.exceptions import MembershipError
 from projections.audit import iter_audit
-from projections.engine import parking, retrying, store
+from projections.engine import definitions, parking, retrying, store
 from projections.engine.catalog import PROJECTIONS
 from projections.engine.outages import is_transient
 from projections.engine.rebuild import PARALLEL_MIN_EVENTS, Rebuild, default_workers
@@ -45,6 +45,16 @@ def load_settings() -> Settings:
         click.echo(f"membership: configuration error: {error}", err=True)
         sys.exit(2)
     return settings
+
+
+def check_read_models(built: Services) -> None:
+    """Refuse to serve on read-model tables the code no longer fits (one line, exit 2)."""
+    try:
+        definitions.check_startable(built.read_db)
+    except definitions.DefinitionChangedError as error:
+        built.close()
+        click.echo(f"membership: {error}", err=True)
+        sys.exit(2)
 
 
 @contextmanager
@@ -126,6 +136,7 @@ def serve(host: str, port: int, workers: int, threads: int, request_timeout: flo
         sys.exit(2)
     run_projections = with_worker or settings.database.backend == "sqlite"
     services = build_services(settings)  # create every table once, before workers race to
+    check_read_models(services)
     try:
         if settings.tokens is not None and settings.tokens.is_development_secret:
             services.runner = ProjectionRunner(services.organizations, services.read_db)
@@ -154,6 +165,7 @@ def worker(batch_size: int, job_batch_size: int) -> None:
 
     Several workers may run against one database."""
     with services() as built:
+        check_read_models(built)
         runner = ProjectionRunner(built.organizations, built.read_db, batch_size=batch_size)
         built.start_background_work(job_batch_size)
         signal.signal(signal.SIGTERM, lambda *_: runner.stop())

@@ -8,6 +8,8 @@ into statements; they hold no rules and never read the write side.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from functools import singledispatchmethod
 from typing import Any, ClassVar
@@ -56,6 +58,9 @@ class Projection:
     indexes: ClassVar[list[tuple[str, str, str]]] = []
     # tables whose changes are gathered per batch (see projections.engine.changes): logical table -> key column
     batched: ClassVar[dict[str, str]] = {}
+    # Raise it when the handlers change what they write (the tables and indexes are fingerprinted anyway):
+    # the service then rebuilds this read model by itself (see `projections.engine.definitions`).
+    version: ClassVar[int] = 1
 
     def __init__(self, generation: int) -> None:
         self.generation = generation
@@ -65,6 +70,16 @@ class Projection:
         for logical, key in self.batched.items():
             types = column_types(self.tables[logical].format(**POSTGRES_TYPES))
             self.changes[logical] = TableChanges(logical, key, types)
+
+    @classmethod
+    def fingerprint(cls) -> str:
+        """Changes whenever the definition does: tables, indexes or `version`."""
+        return _digest({"tables": cls.tables, "indexes": cls.indexes, "version": cls.version})
+
+    @classmethod
+    def columns_fingerprint(cls) -> str:
+        """Changes only when the tables' columns do: old tables then no longer fit the code."""
+        return _digest(cls.tables)
 
     @classmethod
     def table_names_in(cls, generation: int) -> dict[str, str]:
@@ -151,6 +166,10 @@ def apply_batch(
                 writer.position = position
                 handler(projection, event, writer)
     projection.flush(writer)  # outside the pipeline: it may COPY
+
+
+def _digest(definition: object) -> str:
+    return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _fail_undecodable(projection: Projection, event: UndecodableEvent, w: Writer) -> None:

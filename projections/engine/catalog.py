@@ -13,3 +13,9 @@ PROJECTIONS: dict[str, type[Projection]] = {
     projection.name: projection
     for projection in (MembersProjection, RolesProjection, InvitationsProjection, AuditProjection, JobsProjection)
 }
+
+
+def fingerprints(name: str) -> tuple[str, str]:
+    """The projection's definition and columns fingerprints, as generations record them."""
+    projection = PROJECTIONS[name]
+    return projection.fingerprint(), projection.columns_fingerprint()

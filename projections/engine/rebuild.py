@@ -22,7 +22,7 @@ from membership import Organizations
 from membership.database import Database
 from projections.engine import parallel, parking, tracking
 from projections.engine.base import Projection, apply_batch
-from projections.engine.catalog import PROJECTIONS
+from projections.engine.catalog import PROJECTIONS, fingerprints
 from projections.engine.decoding import ProjectionDecoder
 from projections.engine.eventlog import read_batch
 from projections.engine.retrying import apply_or_park, generation_target, is_item_failure, skipped_positions, without
@@ -110,7 +110,9 @@ class Rebuild:
         self._drop_retired(name)  # left over by a rebuild stopped during its grace period
         with self.db.transaction() as cursor:
             building = tracking.lock_generation(self.db, cursor, name, tracking.BUILDING)
-            if building is not None and restart:
+            # A build started with another definition (an earlier release) cannot be resumed with this one.
+            stale = building is not None and building.fingerprint not in (None, PROJECTIONS[name].fingerprint())
+            if building is not None and (restart or stale):
                 PROJECTIONS[name](building.generation).drop_tables(cursor)
                 parking.drop_generation(self.db, cursor, name, building.generation)
                 tracking.delete_shares(self.db, cursor, name, building.generation)
@@ -122,7 +124,7 @@ class Rebuild:
             generation = 1 + max(g.generation for g in tracking.all_generations(self.db, cursor) if g.name == name)
             projection = PROJECTIONS[name](generation)
             projection.create_tables(self.db, cursor, with_indexes=False)  # run() adds them once filled
-            tracking.insert_generation(self.db, cursor, name, generation, tracking.BUILDING)
+            tracking.insert_generation(self.db, cursor, name, generation, tracking.BUILDING, fingerprints(name))
             return Build(projection, 0)
 
     def _fill_in_parallel(self, builds: list[Build]) -> None:

@@ -7,6 +7,8 @@ SQLite keeps timestamps as fixed-width UTC ISO text, which sorts correctly.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -164,6 +166,36 @@ class ReadDatabase:
                 yield
             finally:
                 connection.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """Whether this process got the lock `name` (held for the block) rather than another process.
+
+        Never waits. PostgreSQL: a session advisory lock; SQLite: a file lock beside the database.
+        """
+        if self.is_sqlite:
+            assert self.database.sqlite_path is not None
+            path = self.database.sqlite_path.with_name(f"{self.database.sqlite_path.name}.{name}.lock")
+            with open(path, "a") as file:
+                try:
+                    fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    yield False
+                    return
+                try:
+                    yield True
+                finally:
+                    fcntl.flock(file, fcntl.LOCK_UN)
+            return
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big")  # a key of our own, per name
+        with psycopg.connect(**self._pg_kwargs(), autocommit=True) as connection:
+            row = connection.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+            acquired = bool(row and row[0])
+            try:
+                yield acquired
+            finally:
+                if acquired:
+                    connection.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
     def listen_connection(self, channel: str) -> psycopg.Connection[Any]:
         """A dedicated autocommit connection LISTENing on `channel` (PostgreSQL only)."""

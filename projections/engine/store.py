@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from projections.engine import parking, tracking
-from projections.engine.catalog import PROJECTIONS
+from projections.engine.catalog import PROJECTIONS, fingerprints
 from projections.engine.sql import Cursor, ReadDatabase
 
 FIRST_GENERATION = 1
@@ -68,7 +68,9 @@ def setup(db: ReadDatabase, *others: TableOwner) -> None:
         for name, projection_class in PROJECTIONS.items():
             if name not in known:
                 projection_class(FIRST_GENERATION).create_tables(db, cursor)
-                tracking.insert_generation(db, cursor, name, FIRST_GENERATION, tracking.ACTIVE)
+                tracking.insert_generation(db, cursor, name, FIRST_GENERATION, tracking.ACTIVE, fingerprints(name))
+            else:
+                tracking.fill_missing_fingerprints(db, cursor, name, fingerprints(name))
 
 
 def wait_for(db: ReadDatabase, position: int | None, timeout: float = 5.0, organization_id: str | None = None) -> None:

@@ -29,6 +29,8 @@ class Generation:
     error: str | None = None
     error_position: int | None = None
     updated_at: datetime | None = None
+    fingerprint: str | None = None  # of the projection's definition the generation was built with
+    columns_fingerprint: str | None = None  # of its tables' columns alone
 
 
 def create_table(db: ReadDatabase, cursor: Cursor) -> None:
@@ -36,8 +38,27 @@ def create_table(db: ReadDatabase, cursor: Cursor) -> None:
         f"CREATE TABLE IF NOT EXISTS {TABLE} ("
         "name TEXT NOT NULL, generation INTEGER NOT NULL, state TEXT NOT NULL, "
         f"position {db.type('bigint')} NOT NULL DEFAULT 0, error TEXT, error_position {db.type('bigint')}, "
-        f"updated_at {db.type('ts')}, PRIMARY KEY (name, generation))"
+        f"updated_at {db.type('ts')}, fingerprint TEXT, columns_fingerprint TEXT, PRIMARY KEY (name, generation))"
     )
+    _add_fingerprint_columns(db, cursor)
+
+
+def _add_fingerprint_columns(db: ReadDatabase, cursor: Cursor) -> None:
+    """Tables made before definitions were fingerprinted get the columns (NULL until `store.setup` fills them).
+
+    Looked up first: ALTER TABLE locks the table even when there is nothing to add.
+    """
+    if db.is_sqlite:
+        cursor.execute(f"SELECT name FROM pragma_table_info('{TABLE}')")
+    else:
+        cursor.execute(
+            "SELECT column_name FROM information_schema.columns"
+            f" WHERE table_schema = current_schema() AND table_name = '{TABLE}'"
+        )
+    present = {row[0] for row in cursor.fetchall()}
+    for column in ("fingerprint", "columns_fingerprint"):
+        if column not in present:
+            cursor.execute(f"ALTER TABLE {TABLE} ADD COLUMN {column} TEXT")
 
 
 def create_shares_table(db: ReadDatabase, cursor: Cursor) -> None:
@@ -105,10 +126,25 @@ def active_generations(db: ReadDatabase, cursor: Cursor) -> dict[str, int]:
     return {name: generation for name, generation in cursor.fetchall()}
 
 
-def insert_generation(db: ReadDatabase, cursor: Cursor, name: str, generation: int, state: str) -> None:
+def insert_generation(
+    db: ReadDatabase, cursor: Cursor, name: str, generation: int, state: str, fingerprints: tuple[str, str]
+) -> None:
+    """A new generation, built with the definition of `fingerprints` (definition, columns)."""
     cursor.execute(
-        db.sql(f"INSERT INTO {TABLE} (name, generation, state, position, updated_at) VALUES (%s, %s, %s, 0, %s)"),
-        (name, generation, state, db.to_db_time(_now())),
+        db.sql(
+            f"INSERT INTO {TABLE} (name, generation, state, position, updated_at, fingerprint, columns_fingerprint)"
+            " VALUES (%s, %s, %s, 0, %s, %s, %s)"
+        ),
+        (name, generation, state, db.to_db_time(_now()), *fingerprints),
+    )
+
+
+def fill_missing_fingerprints(db: ReadDatabase, cursor: Cursor, name: str, fingerprints: tuple[str, str]) -> None:
+    """Generations recorded before fingerprints existed were built by the code before this one: take them as
+    built with today's definition (the release that adds fingerprints changes no read model)."""
+    cursor.execute(
+        db.sql(f"UPDATE {TABLE} SET fingerprint = %s, columns_fingerprint = %s WHERE name = %s AND fingerprint IS NULL"),
+        (*fingerprints, name),
     )
 
 
@@ -146,12 +182,17 @@ def delete_generation(db: ReadDatabase, cursor: Cursor, name: str, generation: i
     cursor.execute(db.sql(f"DELETE FROM {TABLE} WHERE name = %s AND generation = %s"), (name, generation))
 
 
-_SELECT = f"SELECT name, generation, state, position, error, error_position, updated_at FROM {TABLE}"
+_SELECT = (
+    "SELECT name, generation, state, position, error, error_position, updated_at, fingerprint, columns_fingerprint"
+    f" FROM {TABLE}"
+)
 
 
 def _generation(db: ReadDatabase, row: tuple) -> Generation:  # type: ignore[type-arg]
-    name, generation, state, position, error, error_position, updated_at = row
-    return Generation(name, generation, state, int(position), error, error_position, db.from_db_time(updated_at))
+    name, generation, state, position, error, error_position, updated_at, fingerprint, columns = row
+    return Generation(
+        name, generation, state, int(position), error, error_position, db.from_db_time(updated_at), fingerprint, columns
+    )
 
 
 def _now() -> datetime:
