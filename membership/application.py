@@ -21,7 +21,7 @@ from contextlib import contextmanager, suppress
 from copy import deepcopy
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
@@ -37,6 +37,7 @@ from membership.tokens import INVITATION, INVITE_LINK, TokenSigner, new_nonce
 log = logging.getLogger(__name__)
 LOCK_STRIPES = 256
 MAILER = Actor("system:mailer", "", "Mailer")  # the actor of e-mail outcome events
+T = TypeVar("T")
 MAX_ATTEMPTS = 30
 
 
@@ -329,42 +330,31 @@ class Organizations(Application[UUID]):
 
     def cancel_job(self, organization_id: UUID, actor: Actor, job_id: UUID) -> Receipt:
         """Stop the job after the batch in progress."""
-        for attempt in range(MAX_ATTEMPTS):
-            with self._lock(organization_id):
-                self._get(organization_id).check_permission(actor, MANAGE_MEMBERS)
-                job = self.get_job(organization_id, job_id)
-                try:
-                    job.cancel(actor, self.clock())
-                    return Receipt(organization_id, self._position(self.save(job)), job_id)
-                except IntegrityError:
-                    self._evict(job_id)
-                except BaseException:
-                    self._evict(job_id)
-                    raise
-            time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-        raise err.ConflictError("The job is changing too fast; please try again.")
+
+        def cancel() -> Receipt:
+            self._get(organization_id).check_permission(actor, MANAGE_MEMBERS)
+            job = self.get_job(organization_id, job_id)
+            with self._evicted_on_failure(job_id):
+                job.cancel(actor, self.clock())
+                return Receipt(organization_id, self._position(self.save(job)), job_id)
+
+        return self._retrying(organization_id, cancel, "The job is changing too fast; please try again.")
 
     def process_job_batch(self, job_id: UUID, batch_size: int = 500) -> BulkJob:
         """Apply the job's next items and record them on the job, in one transaction."""
-        for attempt in range(MAX_ATTEMPTS):
+        organization_id: UUID = self.repository.get(job_id).organization_id
+
+        def process() -> BulkJob:
             job: BulkJob = self.repository.get(job_id)
             if job.is_finished:
                 return job
-            with self._lock(job.organization_id):
-                org = self._get(job.organization_id)
-                try:
-                    self._run_batch(org, job, batch_size)
-                    self.save(org, job)
-                    return job
-                except IntegrityError:
-                    self._evict(org.id)
-                    self._evict(job_id)
-                except BaseException:
-                    self._evict(org.id)
-                    self._evict(job_id)
-                    raise
-            time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-        raise err.ConflictError("The organization is changing too fast to process the job.")
+            org = self._get(organization_id)
+            with self._evicted_on_failure(org.id, job_id):
+                self._run_batch(org, job, batch_size)
+                self.save(org, job)
+            return job
+
+        return self._retrying(organization_id, process, "The organization is changing too fast to process the job.")
 
     def _run_batch(self, org: Organization, job: BulkJob, batch_size: int) -> None:
         now = self.clock()
@@ -407,18 +397,37 @@ class Organizations(Application[UUID]):
         `missing` is raised for an unknown organization: to a caller who is not a
         member it must look exactly like an organization they do not belong to.
         """
-        for attempt in range(MAX_ATTEMPTS):
+
+        def attempt() -> Receipt:
+            org = self._get(organization_id, missing)
+            outcome, recordings = self._decide_and_save(org, decide)
+            return Receipt(
+                organization_id, self._position(recordings), outcome if isinstance(outcome, UUID) else subject_id
+            )
+
+        return self._retrying(organization_id, attempt, "The organization is changing too fast; please try again.")
+
+    def _retrying(self, organization_id: UUID, attempt: Callable[[], T], too_fast: str) -> T:
+        """The one unit-of-work loop: run `attempt` under the organization's lock; when another process
+        wrote first (the store refuses the save), run it again from a fresh load after a short random pause."""
+        for n in range(MAX_ATTEMPTS):
             try:
                 with self._lock(organization_id):
-                    org = self._get(organization_id, missing)
-                    outcome, recordings = self._decide_and_save(org, decide)
-                if isinstance(outcome, UUID):
-                    subject_id = outcome
-                return Receipt(organization_id, self._position(recordings), subject_id)
+                    return attempt()
             except IntegrityError:
                 self.conflicts_retried += 1
-                time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-        raise err.ConflictError("The organization is changing too fast; please try again.")
+                time.sleep(random.uniform(0, 0.002 * (n + 1)))
+        raise err.ConflictError(too_fast)
+
+    @contextmanager
+    def _evicted_on_failure(self, *aggregate_ids: UUID) -> Iterator[None]:
+        """Cached objects touched in the block are dropped if it fails: the next load re-reads the stored truth."""
+        try:
+            yield
+        except BaseException:
+            for aggregate_id in aggregate_ids:
+                self._evict(aggregate_id)
+            raise
 
     def _decide_and_save(self, org: Organization, decide: Callable[[Organization], Any]) -> tuple[Any, list[Any]]:
         # The cached object is shared: if anything goes wrong after it was touched,
