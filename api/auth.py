@@ -8,9 +8,11 @@ before answering: a role change or removal applies to the very next request.
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from uuid import UUID
 
 import jwt
@@ -18,9 +20,9 @@ from flask import g, request
 
 from api.context import services, utc_now
 from api.errors import ApiError
-from membership import Actor
+from api.problems import IN_ORGANIZATION, MANAGER, answers
+from membership import Actor, authorization
 from membership.domain import MAX_USER_ID_LENGTH
-from membership.permissions import MANAGE_MEMBERS
 from membership.text import text_problem
 from projections import members as members_reads
 from projections.engine import parking
@@ -30,12 +32,23 @@ from service.settings import TokenVerification
 
 ACTIVITY_INTERVAL_S = 60.0
 _last_touch: dict[tuple[str, str], float] = {}
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
 class Caller:
     actor: Actor
     claims: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Membership:
+    """The caller as a member of the active organization: what `@requires` hands a view."""
+
+    organization_id: UUID
+    actor: Actor
+    member: MemberRecord
 
 
 def current_caller() -> Caller:
@@ -46,26 +59,43 @@ def current_caller() -> Caller:
     return caller
 
 
-def current_member(permission: str | None = None) -> tuple[UUID, MemberRecord]:
-    """The active organization and the caller's membership in it, optionally with a permission."""
+def requires(
+    permission: str | None = None,
+) -> Callable[[Callable[Concatenate[Membership, P], R]], Callable[P, R]]:
+    """The view runs for members of the active organization (holding `permission`, if given), and gets
+    their `Membership` as its first argument; it also declares the 400/403/503 answers that follow.
+
+    Put it right above the view, under flask-smorest's decorators: a request's arguments are checked
+    (422) before its caller's membership (403), and those decorators' arguments come after `me`.
+    Reads name their permission; a command usually asks only for membership, because its aggregate
+    checks the permission by the same rule (membership.authorization), in order with its other checks.
+    """
+
+    def decorate(view: Callable[Concatenate[Membership, P], R]) -> Callable[P, R]:
+        @functools.wraps(view)
+        def as_member(*args: P.args, **kwargs: P.kwargs) -> R:
+            return view(_current_membership(permission), *args, **kwargs)
+
+        return answers(MANAGER if permission else IN_ORGANIZATION)(as_member)
+
+    return decorate
+
+
+def _current_membership(permission: str | None) -> Membership:
+    """The active organization and the caller's membership in it, by the domain's rule (its refusals)."""
     organization_id = _organization_id()
     caller = current_caller()
-    member = members_reads.member_for_user(services().read_db, organization_id, caller.actor.user_id)
-    if member is None:
-        raise ApiError(403, "not_a_member", "You are not a member of this organization.")
-    if permission is not None and permission not in member.role.permissions:
-        detail = f"This action requires the {permission} permission."
-        raise ApiError(403, "missing_permission", detail, permission=permission)
+    member = authorization.check_member(
+        members_reads.member_for_user(services().read_db, organization_id, caller.actor.user_id)
+    )
+    if permission is not None:
+        authorization.check_permission(member.role.permissions, permission)
     parked = parking.degradation(services().read_db, str(organization_id))
     if parked is not None:  # its read models are incomplete: neither reads nor commands can be trusted
         raise OrganizationDegradedError(parked)
     _touch(organization_id, member)
     g.user_id = caller.actor.user_id
-    return organization_id, member
-
-
-def member_manager() -> tuple[UUID, MemberRecord]:
-    return current_member(MANAGE_MEMBERS)
+    return Membership(organization_id, caller.actor, member)
 
 
 def _authenticate() -> Caller:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from api.auth import current_caller, current_member, member_manager
+from api.auth import Membership, requires
 from api.blueprint import Blueprint
 from api.commands import execute
 from api.context import services, utc_now
 from api.errors import ApiError
 from api.paging import checked_cursor
-from api.problems import IN_ORGANIZATION, MANAGER, RATE_LIMITED, answers
+from api.problems import RATE_LIMITED, answers
 from api.ratelimit import check_invitation_rate
 from api.schemas import (
     InvitationListSchema,
@@ -25,6 +25,7 @@ from api.schemas import (
     ResendSchema,
 )
 from membership import exceptions as err
+from membership.permissions import MANAGE_MEMBERS
 from projections import invitations as invitations_reads
 from projections.engine.reading import Page
 from projections.invitations import InviteLinkRecord
@@ -33,15 +34,14 @@ blp = Blueprint("invitations", __name__, url_prefix="/api", description="Invitat
 
 
 @blp.route("/invitations", methods=["GET"])
-@answers(MANAGER)
 @blp.arguments(InvitationsQuerySchema, location="query")
 @blp.response(200, InvitationListSchema)
-def list_invitations(args: dict[str, Any]) -> Any:
+@requires(MANAGE_MEMBERS)
+def list_invitations(me: Membership, args: dict[str, Any]) -> Any:
     """Invitations by status, newest first (manage:members: they reveal invitees)."""
-    organization_id, _ = member_manager()
     try:
         return invitations_reads.list_invitations(
-            services().read_db, organization_id, utc_now(), args["status"], args["limit"], args.get("cursor")
+            services().read_db, me.organization_id, utc_now(), args["status"], args["limit"], args.get("cursor")
         )
     except ValueError:
         raise ApiError(400, "invalid_cursor", "The cursor is not one this API returned.") from None
@@ -49,78 +49,77 @@ def list_invitations(args: dict[str, Any]) -> Any:
 
 @blp.route("/invitations/<uuid:invitation_id>", methods=["DELETE"])
 @answers(
-    IN_ORGANIZATION, err.MissingPermissionError, err.InvitationNotFoundError, err.InvitationNotPendingError,
+    err.MissingPermissionError, err.InvitationNotFoundError, err.InvitationNotPendingError,
     err.PrivilegeEscalationError, err.ConflictError,
 )  # fmt: skip
 @blp.response(200, MessageSchema)
-def cancel_invitation(invitation_id: UUID) -> Any:
+@requires()
+def cancel_invitation(me: Membership, invitation_id: UUID) -> Any:
     """Cancel a pending (or expired) invitation (manage:members)."""
-    organization_id, _ = current_member()
-    execute(lambda: services().organizations.cancel_invitation(organization_id, current_caller().actor, invitation_id))
+    execute(lambda: services().organizations.cancel_invitation(me.organization_id, me.actor, invitation_id))
     return {"message": "The invitation was cancelled."}
 
 
 @blp.route("/invitations/<uuid:invitation_id>/resend", methods=["POST"])
 @answers(
-    IN_ORGANIZATION, RATE_LIMITED, err.MissingPermissionError, err.InvitationNotFoundError,
+    RATE_LIMITED, err.MissingPermissionError, err.InvitationNotFoundError,
     err.InvitationNotPendingError, err.PrivilegeEscalationError, err.ConflictError,
 )  # fmt: skip
 @blp.arguments(ResendSchema, required=False)
 @blp.response(200, InvitationSchema)
-def resend_invitation(body: dict[str, Any], invitation_id: UUID) -> Any:
+@requires()
+def resend_invitation(me: Membership, body: dict[str, Any], invitation_id: UUID) -> Any:
     """A new token and expiry; the previous link stops working (manage:members)."""
-    organization_id, _ = current_member()
-    actor = current_caller().actor
-    check_invitation_rate(actor.user_id)
+    check_invitation_rate(me.actor.user_id)
     organizations = services().organizations
-    execute(lambda: organizations.resend_invitation(organization_id, actor, invitation_id, body.get("expiresInDays")))
-    return invitations_reads.get_invitation(services().read_db, organization_id, invitation_id, utc_now())
+    execute(
+        lambda: organizations.resend_invitation(me.organization_id, me.actor, invitation_id, body.get("expiresInDays"))
+    )
+    return invitations_reads.get_invitation(services().read_db, me.organization_id, invitation_id, utc_now())
 
 
 @blp.route("/invite-links", methods=["POST"])
 @answers(
-    IN_ORGANIZATION, err.MissingPermissionError, err.RoleNotFoundError, err.OwnerRoleNotAssignableError,
+    err.MissingPermissionError, err.RoleNotFoundError, err.OwnerRoleNotAssignableError,
     err.PrivilegeEscalationError, err.ConflictError,
 )  # fmt: skip
 @blp.arguments(InviteLinkCreateSchema)
 @blp.response(201, InviteLinkSchema)
-def create_invite_link(body: dict[str, Any]) -> Any:
+@requires()
+def create_invite_link(me: Membership, body: dict[str, Any]) -> Any:
     """A shareable link granting a role, with a use limit (0 = unlimited) and an expiry (manage:members)."""
-    organization_id, _ = current_member()
     receipt = execute(
         lambda: services().organizations.create_invite_link(
-            organization_id, current_caller().actor, body["roleId"], body["maxUses"], body["expiresInDays"]
+            me.organization_id, me.actor, body["roleId"], body["maxUses"], body["expiresInDays"]
         )
     )
     assert receipt.id is not None and receipt.secret is not None
-    record = invitations_reads.get_invite_link(services().read_db, organization_id, receipt.id)
+    record = invitations_reads.get_invite_link(services().read_db, me.organization_id, receipt.id)
     assert record is not None
     return _with_code(record, receipt.secret)
 
 
 @blp.route("/invite-links", methods=["GET"])
-@answers(MANAGER)
 @blp.arguments(PageQuerySchema, location="query")
 @blp.response(200, InviteLinkListSchema)
-def list_invite_links(args: dict[str, Any]) -> Any:
+@requires(MANAGE_MEMBERS)
+def list_invite_links(me: Membership, args: dict[str, Any]) -> Any:
     """Links not deleted, newest first, with their codes (manage:members)."""
-    organization_id, _ = member_manager()
     with checked_cursor():
-        page = invitations_reads.list_invite_links(services().read_db, organization_id, args["limit"], args.get("cursor"))
-    codes = services().organizations.invite_link_codes(organization_id)
+        page = invitations_reads.list_invite_links(
+            services().read_db, me.organization_id, args["limit"], args.get("cursor")
+        )
+    codes = services().organizations.invite_link_codes(me.organization_id)
     return Page([_with_code(record, codes[UUID(record.id)]) for record in page.items], page.total, page.next_cursor)
 
 
 @blp.route("/invite-links/<uuid:link_id>", methods=["DELETE"])
-@answers(
-    IN_ORGANIZATION, err.MissingPermissionError, err.InviteLinkNotFoundError, err.PrivilegeEscalationError,
-    err.ConflictError,
-)  # fmt: skip
+@answers(err.MissingPermissionError, err.InviteLinkNotFoundError, err.PrivilegeEscalationError, err.ConflictError)
 @blp.response(200, MessageSchema)
-def delete_invite_link(link_id: UUID) -> Any:
+@requires()
+def delete_invite_link(me: Membership, link_id: UUID) -> Any:
     """Delete a link: it stops working at once (manage:members)."""
-    organization_id, _ = current_member()
-    execute(lambda: services().organizations.delete_invite_link(organization_id, current_caller().actor, link_id))
+    execute(lambda: services().organizations.delete_invite_link(me.organization_id, me.actor, link_id))
     return {"message": "The invite link was deleted."}
 
 

@@ -7,16 +7,17 @@ from uuid import UUID
 
 from flask import request
 
-from api.auth import current_caller, member_manager
+from api.auth import Membership, requires
 from api.blueprint import Blueprint
 from api.commands import execute
 from api.context import services
 from api.errors import ApiError
 from api.paging import checked_cursor
-from api.problems import MANAGER, answers
+from api.problems import answers
 from api.schemas import BulkRemoveSchema, BulkRoleSchema, JobEnvelopeSchema, JobListSchema, JobSchema, PageQuerySchema
 from membership import exceptions as err
 from membership.jobs import REMOVAL, ROLE_CHANGE, JobFinishedError, JobNotFoundError
+from membership.permissions import MANAGE_MEMBERS
 from projections import jobs as jobs_reads
 from projections.jobs import JobRecord
 
@@ -25,55 +26,54 @@ MAX_IDEMPOTENCY_KEY = 255
 
 
 @blp.route("/members/bulk/role", methods=["POST"])
-@answers(MANAGER, err.RoleNotFoundError, err.OwnerRoleNotAssignableError, err.PrivilegeEscalationError)
+@answers(err.RoleNotFoundError, err.OwnerRoleNotAssignableError, err.PrivilegeEscalationError)
 @blp.arguments(BulkRoleSchema)
 @blp.response(202, JobEnvelopeSchema)
-def bulk_role(body: dict[str, Any]) -> Any:
+@requires(MANAGE_MEMBERS)
+def bulk_role(me: Membership, body: dict[str, Any]) -> Any:
     """Change the role of up to 10,000 members, as a background job (manage:members)."""
-    return _start(ROLE_CHANGE, body["memberIds"], body["roleId"])
+    return _start(me, ROLE_CHANGE, body["memberIds"], body["roleId"])
 
 
 @blp.route("/members/bulk/remove", methods=["POST"])
-@answers(MANAGER)
 @blp.arguments(BulkRemoveSchema)
 @blp.response(202, JobEnvelopeSchema)
-def bulk_remove(body: dict[str, Any]) -> Any:
+@requires(MANAGE_MEMBERS)
+def bulk_remove(me: Membership, body: dict[str, Any]) -> Any:
     """Remove up to 10,000 members, as a background job (manage:members)."""
-    return _start(REMOVAL, body["memberIds"], None)
+    return _start(me, REMOVAL, body["memberIds"], None)
 
 
 @blp.route("/jobs", methods=["GET"])
-@answers(MANAGER)
 @blp.arguments(PageQuerySchema, location="query")
 @blp.response(200, JobListSchema)
-def list_jobs(args: dict[str, Any]) -> Any:
+@requires(MANAGE_MEMBERS)
+def list_jobs(me: Membership, args: dict[str, Any]) -> Any:
     """The organization's jobs, newest first (manage:members)."""
-    organization_id, _ = member_manager()
     with checked_cursor():
-        return jobs_reads.list_jobs(services().read_db, organization_id, args["limit"], args.get("cursor"))
+        return jobs_reads.list_jobs(services().read_db, me.organization_id, args["limit"], args.get("cursor"))
 
 
 @blp.route("/jobs/<uuid:job_id>", methods=["GET"])
-@answers(MANAGER, JobNotFoundError)
+@answers(JobNotFoundError)
 @blp.response(200, JobSchema)
-def get_job(job_id: UUID) -> Any:
+@requires(MANAGE_MEMBERS)
+def get_job(me: Membership, job_id: UUID) -> Any:
     """Progress and per-member results (manage:members)."""
-    organization_id, _ = member_manager()
-    return _job(organization_id, job_id)
+    return _job(me.organization_id, job_id)
 
 
 @blp.route("/jobs/<uuid:job_id>/cancel", methods=["POST"])
-@answers(MANAGER, JobNotFoundError, JobFinishedError, err.ConflictError)
+@answers(JobNotFoundError, JobFinishedError, err.ConflictError)
 @blp.response(200, JobSchema)
-def cancel_job(job_id: UUID) -> Any:
+@requires(MANAGE_MEMBERS)
+def cancel_job(me: Membership, job_id: UUID) -> Any:
     """Stop a job after the batch in progress (manage:members); 409 once it has finished."""
-    organization_id, _ = member_manager()
-    execute(lambda: services().organizations.cancel_job(organization_id, current_caller().actor, job_id))
-    return _job(organization_id, job_id)
+    execute(lambda: services().organizations.cancel_job(me.organization_id, me.actor, job_id))
+    return _job(me.organization_id, job_id)
 
 
-def _start(job_type: str, member_ids: list[UUID], role_id: UUID | None) -> Any:
-    organization_id, _ = member_manager()
+def _start(me: Membership, job_type: str, member_ids: list[UUID], role_id: UUID | None) -> Any:
     key = request.headers.get("Idempotency-Key") or None
     if key is not None and len(key) > MAX_IDEMPOTENCY_KEY:
         raise ApiError(
@@ -81,11 +81,11 @@ def _start(job_type: str, member_ids: list[UUID], role_id: UUID | None) -> Any:
         )
     receipt = execute(
         lambda: services().organizations.request_bulk_job(
-            organization_id, current_caller().actor, job_type, member_ids, role_id, key
+            me.organization_id, me.actor, job_type, member_ids, role_id, key
         )[0]
     )
     assert receipt.id is not None
-    return {"job": _job(organization_id, receipt.id)}, 202, {"Location": f"/api/jobs/{receipt.id}"}
+    return {"job": _job(me.organization_id, receipt.id)}, 202, {"Location": f"/api/jobs/{receipt.id}"}
 
 
 def _job(organization_id: UUID, job_id: UUID) -> JobRecord:

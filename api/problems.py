@@ -1,16 +1,16 @@
 """What every operation can answer, declared once and written into the OpenAPI document.
 
-A view declares what is particular to it with `@answers(...)`: sets such as
-IN_ORGANIZATION, and the domain errors it can raise (their status comes from
-`api.errors.DOMAIN_STATUS`, as when they are answered). The rest follows from the
-operation's shape, as the server behaves: any request can fail (500, 503); one
-with a token, 401; a command (POST, PUT, DELETE), 413, 415 and the
+A view declares what is particular to it with `@answers(...)`: sets of codes, and
+the domain errors it can raise (their status comes from `api.errors.DOMAIN_STATUS`,
+as when they are answered); `@requires` (api.auth) adds IN_ORGANIZATION or MANAGER.
+The rest follows from the operation's shape, as the server behaves: any request can
+fail (500, 503); one with a token, 401; a command (POST, PUT, DELETE), 413, 415 and the
 Idempotency-Key answers; a JSON body, 400 `malformed_json` and 422; query
 arguments, 422; a list, 400 `invalid_cursor`; an id in the path, 404 `not_found`
 (it is not a UUID). Each status gets an `application/problem+json` response whose
 `code` is an enum of exactly the codes possible there.
 
-An operation without `@answers` stays undeclared, which the OpenAPI tests refuse.
+An operation with neither `@answers` nor `@requires` stays undeclared, which the OpenAPI tests refuse.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ IN_ORGANIZATION: Codes = {
     403: ("not_a_member",),
     503: ("organization_degraded",),
 }
-MANAGER: Codes = {**IN_ORGANIZATION, 403: ("not_a_member", "missing_permission")}  # api.auth.member_manager
+MANAGER: Codes = {**IN_ORGANIZATION, 403: ("not_a_member", "missing_permission")}  # @requires(a permission)
 WITH_EMAIL: Codes = {403: ("email_claim_required",)}
 RATE_LIMITED: Codes = {429: ("rate_limited",)}
 
@@ -79,7 +79,17 @@ def answers(*declared: Codes | type[MembershipError], public: bool = False) -> C
     codes: dict[int, tuple[str, ...]] = {}
     for item in declared:
         _merge(codes, {domain_status(item): (item.code,)} if isinstance(item, type) else item)
-    decorate: Callable[[View], View] = flask_smorest.Blueprint.doc(**{EXTENSION: {"public": public, "codes": codes}})
+
+    def decorate(view: View) -> View:
+        # Added to what the decorators below declared (`@requires`), after it.
+        below = getattr(view, "_apidoc", {}).get("manual_doc", {}).get(EXTENSION, {"public": False, "codes": {}})
+        merged = dict(below["codes"])
+        _merge(merged, codes)
+        declare: Callable[[View], View] = flask_smorest.Blueprint.doc(
+            **{EXTENSION: {"public": public or below["public"], "codes": merged}}
+        )
+        return declare(view)
+
     return decorate
 
 

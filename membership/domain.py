@@ -18,7 +18,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
-from membership import addresses
+from membership import addresses, authorization
 from membership import exceptions as err
 from membership.permissions import (
     ADMIN,
@@ -737,49 +737,41 @@ class Organization(Aggregate):
             raise err.RoleNotFoundError(f"No role {role_id} in this organization.")
         return role
 
-    # -- guards --------------------------------------------------------------
+    # -- guards (the rule itself: membership.authorization) -------------------
     def check_member(self, actor: Actor) -> dict[str, Any]:
-        member = self.member_for_user(actor.user_id)
-        if member is None:
-            raise err.NotAMemberError("You are not a member of this organization.")
-        return member
+        return authorization.check_member(self.member_for_user(actor.user_id))
 
     def check_permission(self, actor: Actor, permission: str) -> dict[str, Any]:
         member = self.check_member(actor)
-        if permission not in self.permissions_of(member):
-            raise err.MissingPermissionError(permission)
+        authorization.check_permission(self.permissions_of(member), permission)
         return member
 
     def check_can_assign(self, manager: dict[str, Any], role_id: UUID) -> None:
         """Only a role whose permissions the manager holds all of; never Owner."""
         role = self.get_role(role_id)
-        if role.get("key") == OWNER.key:
-            raise err.OwnerRoleNotAssignableError("The Owner role is only given by transferring ownership.")
-        if not self.is_owner(manager) and not set(role["permissions"]) <= self.permissions_of(manager):
-            raise err.PrivilegeEscalationError(
-                f"You cannot grant the role {role['name']!r}: it has permissions you lack."
-            )
+        authorization.check_can_assign(
+            self.permissions_of(manager), self.is_owner(manager), role["permissions"], role["name"], role.get("key")
+        )
 
     def check_can_manage(self, manager: dict[str, Any], member: dict[str, Any]) -> None:
         """Only members whose permissions the manager holds all of."""
-        if not self.is_owner(manager) and not self.permissions_of(member) <= self.permissions_of(manager):
-            raise err.PrivilegeEscalationError("You cannot manage a member who has permissions you lack.")
+        authorization.check_can_manage(
+            self.permissions_of(manager), self.is_owner(manager), self.permissions_of(member)
+        )
 
     def check_grantable(self, manager: dict[str, Any], permissions: list[str]) -> frozenset[str]:
         unknown = unknown_permissions(permissions)
         if unknown:
             raise err.InvalidValueError(f"Unknown permissions: {', '.join(unknown)}.", field="permissionIds")
         closed = closure(permissions)
-        if not self.is_owner(manager) and not closed <= self.permissions_of(manager):
-            raise err.PrivilegeEscalationError("A role cannot have permissions you lack.")
+        authorization.check_can_grant(self.permissions_of(manager), self.is_owner(manager), closed)
         return closed
 
     def check_custom_role(self, manager: dict[str, Any], role_id: UUID) -> dict[str, Any]:
         role = self.get_role(role_id)
         if role["system"]:
             raise err.SystemRoleImmutableError(f"The system role {role['name']!r} cannot be changed or deleted.")
-        if not self.is_owner(manager) and not set(role["permissions"]) <= self.permissions_of(manager):
-            raise err.PrivilegeEscalationError("You cannot change a role that has permissions you lack.")
+        authorization.check_can_change_role(self.permissions_of(manager), self.is_owner(manager), role["permissions"])
         return role
 
     def check_role_text(self, name: str, description: str, renaming: str | None = None) -> tuple[str, str]:
