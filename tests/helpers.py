@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from membership import Actor, Organizations
 from projections.engine.sql import ReadDatabase
 from service.bootstrap import Services
-
-
-def new_actor(name: str = "user") -> Actor:
-    """A user no other test uses."""
-    suffix = uuid4().hex[:10]
-    return Actor(user_id=f"{name}-{suffix}", email=f"{name}.{suffix}@example.com", name=name.title())
+from tests.factories import new_actor
 
 
 def role_id(app: Organizations, organization_id: UUID, name: str) -> UUID:

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from email import policy
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
 import jwt
 import pytest
@@ -25,6 +24,7 @@ from click.testing import CliRunner, Result
 
 from ocore.cli import main
 from tests.conftest import TEST_SECRET_KEY
+from tests.factories import new_actor
 from tests.servers import serving
 
 JWT_SECRET = "cli-jwt-secret-" + "c" * 32
@@ -38,8 +38,8 @@ class User:
 
     @classmethod
     def new(cls, label: str = "user") -> User:
-        suffix = uuid4().hex[:10]
-        return cls(f"{label}-{suffix}", f"{label}.{suffix}@example.com", label.title())
+        actor = new_actor(label)
+        return cls(actor.user_id, actor.email, actor.name)
 
     def token(self, **claims: Any) -> str:
         payload = {"sub": self.user_id, "email": self.email, "name": self.name, "exp": int(time.time()) + 3600}

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import jwt
 import pytest
@@ -20,30 +18,15 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from api import create_app
+from membership import Actor
 from service.bootstrap import Services, build_services
 from service.settings import Settings
+from tests.factories import Clock, new_actor
 
 JWT_SECRET = "e2e-jwt-secret-" + "s" * 32
 
 
-@dataclass(frozen=True)
-class User:
-    user_id: str
-    email: str
-    name: str
-
-
-class Clock:
-    """The application's clock; tests move it forward to expire invitations and links."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta()
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-    def advance(self, **delta: float) -> None:
-        self.offset += timedelta(**delta)
+User = Actor  # who calls the API: the token's sub, email and name
 
 
 class ApiClient:
@@ -53,8 +36,7 @@ class ApiClient:
     # -- users and tokens ------------------------------------------------------------------------------------
     @staticmethod
     def user(label: str = "user") -> User:
-        suffix = uuid4().hex[:10]
-        return User(f"{label}-{suffix}", f"{label}.{suffix}@example.com", label.title())
+        return new_actor(label)
 
     @staticmethod
     def token(user: User, key: str = JWT_SECRET, algorithm: str = "HS256", **claims: Any) -> str:

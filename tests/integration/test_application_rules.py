@@ -15,28 +15,10 @@ from membership import exceptions as err
 from membership.application import Organizations, Receipt, project_organization
 from membership.domain import Actor, Organization, system_role_id
 from membership.tokens import INVITATION, INVITE_LINK, TokenSigner
+from tests.factories import Clock, new_actor
 
 SECRET_KEY = b"k" * 32
 START = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
-
-
-class Clock:
-    """A controllable `clock` for `Organizations(clock=...)`."""
-
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> datetime:
-        self.now += timedelta(**delta)
-        return self.now
-
-
-def person(label: str = "user") -> Actor:
-    key = uuid4().hex[:12]
-    return Actor(f"{label}-{key}", f"{label}-{key}@example.com", label.title())
 
 
 @dataclass
@@ -67,7 +49,7 @@ class World:
         return self.app.invite_member(self.org_id, by or self.owner, email, self.role(key), days)
 
     def join(self, key: str = "viewer", label: str = "user") -> Actor:
-        user = person(label)
+        user = new_actor(label)
         self.app.accept_invitation(user, secret(self.invite(user.email, key)))
         return user
 
@@ -107,9 +89,9 @@ def tamper(token: str, index: int) -> str:
 @pytest.fixture
 def world(make_organizations: Callable[..., Organizations]) -> World:
     """On each real store (SQLite and PostgreSQL): see tests/conftest.py."""
-    clock = Clock()
+    clock = Clock(START)
     app = make_organizations(clock=clock)
-    owner = person("owner")
+    owner = new_actor("owner")
     org_id = app.create_organization(owner, "Acme").organization_id
     w = World(app, clock, org_id, owner, admin=owner, viewer=owner)
     w.admin, w.viewer = w.join("admin", "admin"), w.join("viewer", "viewer")
@@ -120,7 +102,7 @@ def world(make_organizations: Callable[..., Organizations]) -> World:
 def test_creating_an_organization_makes_the_creator_its_only_owner(
     make_organizations: Callable[..., Organizations],
 ) -> None:
-    app, creator = make_organizations(), person("creator")
+    app, creator = make_organizations(), new_actor("creator")
     receipt = app.create_organization(creator, "Acme")
     org = app.get_organization(receipt.organization_id)
     assert receipt.id == receipt.organization_id == org.id
@@ -137,7 +119,7 @@ def test_user_can_belong_to_many_organizations_with_different_roles(world: World
 
 # -- invitations and tokens ----------------------------------------------------
 def test_invitee_joins_with_the_token_from_the_receipt(world: World) -> None:
-    user = person()
+    user = new_actor()
     invited = world.invite(user.email.upper(), "admin")
     joined = world.app.accept_invitation(user, secret(invited))
     assert joined.id == world.member_id(user) is not None
@@ -147,7 +129,7 @@ def test_invitee_joins_with_the_token_from_the_receipt(world: World) -> None:
 
 
 def test_invitation_token_is_long_url_safe_and_current(world: World) -> None:
-    invited = world.invite(person().email)
+    invited = world.invite(new_actor().email)
     token = secret(invited)
     assert len(token) >= 40
     assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
@@ -164,18 +146,18 @@ def test_invitation_records_the_inviter_and_a_7_day_default_expiry(world: World)
 
 
 def test_accepting_with_another_email_leaves_the_invitation_usable(world: World) -> None:
-    invitee = person()
+    invitee = new_actor()
     token = secret(world.invite(invitee.email))
     before = len(notifications(world.app))
     with pytest.raises(err.InvitationEmailMismatchError):
-        world.app.accept_invitation(person("intruder"), token)
+        world.app.accept_invitation(new_actor("intruder"), token)
     assert len(notifications(world.app)) == before
     world.app.accept_invitation(invitee, token)
     assert world.member_id(invitee) is not None
 
 
 def test_expired_invitation_cannot_be_accepted(world: World) -> None:
-    user = person()
+    user = new_actor()
     token = secret(world.invite(user.email, days=2))
     world.clock.advance(days=2)
     with pytest.raises(err.InvitationExpiredError):
@@ -184,7 +166,7 @@ def test_expired_invitation_cannot_be_accepted(world: World) -> None:
 
 
 def test_invitation_can_be_accepted_until_its_last_second(world: World) -> None:
-    user = person()
+    user = new_actor()
     token = secret(world.invite(user.email, days=2))
     world.clock.advance(days=2, seconds=-1)
     world.app.accept_invitation(user, token)
@@ -192,7 +174,7 @@ def test_invitation_can_be_accepted_until_its_last_second(world: World) -> None:
 
 
 def test_expiry_is_reported_without_an_event(world: World) -> None:
-    invited = world.invite(person().email, days=1)
+    invited = world.invite(new_actor().email, days=1)
     before = notifications(world.app)
     assert world.status(invited.id) == "pending"
     world.clock.advance(days=1)
@@ -201,7 +183,7 @@ def test_expiry_is_reported_without_an_event(world: World) -> None:
 
 
 def test_cancelled_invitation_cannot_be_accepted(world: World) -> None:
-    user = person()
+    user = new_actor()
     invited = world.invite(user.email)
     assert invited.id is not None
     world.app.cancel_invitation(world.org_id, world.admin, invited.id)
@@ -210,7 +192,7 @@ def test_cancelled_invitation_cannot_be_accepted(world: World) -> None:
 
 
 def test_accepted_invitation_cannot_be_accepted_again(world: World) -> None:
-    user = person()
+    user = new_actor()
     token = secret(world.invite(user.email))
     world.app.accept_invitation(user, token)
     with pytest.raises(err.InvitationAlreadyAcceptedError):
@@ -218,7 +200,7 @@ def test_accepted_invitation_cannot_be_accepted_again(world: World) -> None:
 
 
 def test_resend_gives_a_new_token_and_expiry_and_the_old_token_fails(world: World) -> None:
-    user = person()
+    user = new_actor()
     invited = world.invite(user.email, days=3)
     assert invited.id is not None
     later = world.clock.advance(days=1)
@@ -233,7 +215,7 @@ def test_resend_gives_a_new_token_and_expiry_and_the_old_token_fails(world: Worl
 
 
 def test_expired_invitation_can_be_resent_and_accepted(world: World) -> None:
-    user = person()
+    user = new_actor()
     invited = world.invite(user.email, days=1)
     assert invited.id is not None
     world.clock.advance(days=3)
@@ -244,7 +226,7 @@ def test_expired_invitation_can_be_resent_and_accepted(world: World) -> None:
 
 
 def test_expired_invitation_can_be_cancelled(world: World) -> None:
-    invited = world.invite(person().email, days=1)
+    invited = world.invite(new_actor().email, days=1)
     assert invited.id is not None
     world.clock.advance(days=3)
     world.app.cancel_invitation(world.org_id, world.owner, invited.id)
@@ -252,7 +234,7 @@ def test_expired_invitation_can_be_cancelled(world: World) -> None:
 
 
 def test_new_invitation_replaces_an_expired_one(world: World) -> None:
-    user = person()
+    user = new_actor()
     old = world.invite(user.email, days=1)
     world.clock.advance(days=1)
     new = world.invite(user.email)
@@ -263,7 +245,7 @@ def test_new_invitation_replaces_an_expired_one(world: World) -> None:
 
 
 def test_cannot_invite_an_email_with_a_pending_invitation(world: World) -> None:
-    email = person().email
+    email = new_actor().email
     world.invite(email)
     with pytest.raises(err.AlreadyInvitedError):
         world.invite(email.upper(), "admin", by=world.admin)
@@ -290,12 +272,12 @@ def test_member_who_left_can_be_invited_again(world: World) -> None:
 
 
 def test_pending_invitation_cap_is_configurable(make_organizations: Callable[..., Organizations]) -> None:
-    owner, app = person("owner"), make_organizations(max_pending_invitations=3)
+    owner, app = new_actor("owner"), make_organizations(max_pending_invitations=3)
     org_id = app.create_organization(owner, "Acme").organization_id
     for _ in range(3):
-        app.invite_member(org_id, owner, person().email, system_role_id(org_id, "viewer"))
+        app.invite_member(org_id, owner, new_actor().email, system_role_id(org_id, "viewer"))
     with pytest.raises(err.TooManyPendingInvitationsError):
-        app.invite_member(org_id, owner, person().email, system_role_id(org_id, "viewer"))
+        app.invite_member(org_id, owner, new_actor().email, system_role_id(org_id, "viewer"))
     assert len(app.get_organization(org_id).pending_by_email) == 3
 
 
@@ -306,11 +288,11 @@ def test_pending_invitation_cap_is_configurable(make_organizations: Callable[...
 )
 def test_garbage_invitation_token_is_refused(world: World, token: str) -> None:
     with pytest.raises(err.InvalidInvitationTokenError):
-        world.app.accept_invitation(person(), token)
+        world.app.accept_invitation(new_actor(), token)
 
 
 def test_forged_invitation_token_is_refused(world: World) -> None:
-    user = person()
+    user = new_actor()
     invited = world.invite(user.email)
     assert invited.id is not None
     nonce = world.invitation(invited.id)["token_nonce"]
@@ -322,7 +304,7 @@ def test_forged_invitation_token_is_refused(world: World) -> None:
 
 @pytest.mark.parametrize("index", [0, 1, 20, 40, 48], ids=["version", "organization", "invitation", "mac", "mac-end"])
 def test_tampered_invitation_token_is_refused(world: World, index: int) -> None:
-    user = person()
+    user = new_actor()
     invited = world.invite(user.email)
     with pytest.raises(err.InvalidInvitationTokenError):
         world.app.accept_invitation(user, tamper(secret(invited), index))
@@ -330,7 +312,7 @@ def test_tampered_invitation_token_is_refused(world: World, index: int) -> None:
 
 
 def test_token_for_another_organization_is_refused(world: World) -> None:
-    user = person()
+    user = new_actor()
     invited = world.invite(user.email)
     other_org = world.app.create_organization(world.owner, "Other").organization_id
     assert invited.id is not None
@@ -344,16 +326,16 @@ def test_token_for_another_organization_is_refused(world: World) -> None:
 def test_token_for_an_unknown_organization_is_refused(world: World) -> None:
     token = TokenSigner(SECRET_KEY).derive(INVITATION, uuid4(), uuid4(), "nonce")
     with pytest.raises(err.InvalidInvitationTokenError):
-        world.app.accept_invitation(person(), token)
+        world.app.accept_invitation(new_actor(), token)
 
 
 def test_link_code_is_not_an_invitation_token(world: World) -> None:
     with pytest.raises(err.InvalidInvitationTokenError):
-        world.app.accept_invitation(person(), secret(world.link()))
+        world.app.accept_invitation(new_actor(), secret(world.link()))
 
 
 def test_invitation_token_is_not_a_link_code(world: World) -> None:
-    user = person()
+    user = new_actor()
     with pytest.raises(err.InvalidInviteLinkCodeError):
         world.app.accept_invite_link(user, secret(world.invite(user.email)))
     assert world.member_id(user) is None
@@ -364,7 +346,7 @@ def test_user_joins_with_a_link_code(world: World) -> None:
     created = world.link("admin", max_uses=2)
     assert created.id is not None
     assert world.app.invite_link_code(world.org_id, created.id) == secret(created)
-    user = person()
+    user = new_actor()
     joined = world.app.accept_invite_link(user, secret(created))
     assert joined.id == world.member_id(user) is not None
     assert world.role_of(user) == world.role("admin")
@@ -375,7 +357,7 @@ def test_expired_link_is_refused(world: World) -> None:
     code = secret(world.link(days=1))
     world.clock.advance(days=1)
     with pytest.raises(err.InviteLinkExpiredError):
-        world.app.accept_invite_link(person(), code)
+        world.app.accept_invite_link(new_actor(), code)
 
 
 def test_deleted_link_is_refused(world: World) -> None:
@@ -383,19 +365,19 @@ def test_deleted_link_is_refused(world: World) -> None:
     assert created.id is not None
     world.app.delete_invite_link(world.org_id, world.admin, created.id)
     with pytest.raises(err.InviteLinkDeletedError):
-        world.app.accept_invite_link(person(), secret(created))
+        world.app.accept_invite_link(new_actor(), secret(created))
 
 
 def test_used_up_link_is_refused(world: World) -> None:
     code = secret(world.link(max_uses=2))
-    world.app.accept_invite_link(person(), code)
-    world.app.accept_invite_link(person(), code)
+    world.app.accept_invite_link(new_actor(), code)
+    world.app.accept_invite_link(new_actor(), code)
     with pytest.raises(err.InviteLinkUsedUpError):
-        world.app.accept_invite_link(person(), code)
+        world.app.accept_invite_link(new_actor(), code)
 
 
 def test_user_redeems_a_link_at_most_once(world: World) -> None:
-    user, code = person(), secret(world.link())
+    user, code = new_actor(), secret(world.link())
     world.app.accept_invite_link(user, code)
     world.app.leave(world.org_id, user)
     with pytest.raises(err.InviteLinkAlreadyUsedError):
@@ -409,7 +391,7 @@ def test_member_cannot_redeem_a_link(world: World) -> None:
 
 
 def test_joining_by_link_cancels_the_pending_invitation(world: World) -> None:
-    user = person()
+    user = new_actor()
     invited = world.invite(user.email)
     world.app.accept_invite_link(user, secret(world.link("admin")))
     assert world.status(invited.id) == "cancelled"
@@ -421,7 +403,7 @@ def test_joining_by_link_cancels_the_pending_invitation(world: World) -> None:
 @pytest.mark.parametrize("code", ["", "nope", "x" * 500], ids=["empty", "word", "long"])
 def test_garbage_link_code_is_refused(world: World, code: str) -> None:
     with pytest.raises(err.InvalidInviteLinkCodeError):
-        world.app.accept_invite_link(person(), code)
+        world.app.accept_invite_link(new_actor(), code)
 
 
 def test_forged_link_code_is_refused(world: World) -> None:
@@ -430,25 +412,25 @@ def test_forged_link_code_is_refused(world: World) -> None:
     nonce = world.app.get_organization(world.org_id).get_invite_link(created.id)["code_nonce"]
     forged = TokenSigner(b"not the server key!!").derive(INVITE_LINK, world.org_id, created.id, nonce)
     with pytest.raises(err.InvalidInviteLinkCodeError):
-        world.app.accept_invite_link(person(), forged)
+        world.app.accept_invite_link(new_actor(), forged)
     with pytest.raises(err.InvalidInviteLinkCodeError):
-        world.app.accept_invite_link(person(), tamper(secret(created), 40))
+        world.app.accept_invite_link(new_actor(), tamper(secret(created), 40))
 
 
 # -- secrets at rest -----------------------------------------------------------
 def test_no_invitation_token_or_link_code_is_stored(world: World) -> None:
-    user = person()
+    user = new_actor()
     invited = world.invite(user.email)
     assert invited.id is not None
     secrets = [
         secret(invited),
         secret(world.app.resend_invitation(world.org_id, world.owner, invited.id)),
-        secret(world.invite(person().email, "admin")),
+        secret(world.invite(new_actor().email, "admin")),
         secret(world.link()),
         secret(world.link("admin", max_uses=3)),
     ]
     world.app.accept_invitation(user, secrets[1])
-    world.app.accept_invite_link(person(), secrets[3])
+    world.app.accept_invite_link(new_actor(), secrets[3])
     stored = notifications(world.app)
     assert len(stored) > 10
     for notification in stored:
@@ -499,9 +481,9 @@ def test_update_role_without_change_records_nothing(world: World) -> None:
 def test_refused_command_changes_nothing_and_the_next_one_works(world: World) -> None:
     before, version = notifications(world.app), world.app.get_organization(world.org_id).version
     with pytest.raises(err.MissingPermissionError):
-        world.invite(person().email, by=world.viewer)
+        world.invite(new_actor().email, by=world.viewer)
     with pytest.raises(err.InvitationEmailMismatchError):
-        world.app.accept_invitation(person(), secret(world.invite(person().email)))
+        world.app.accept_invitation(new_actor(), secret(world.invite(new_actor().email)))
     assert len(notifications(world.app)) == len(before) + 1
     assert world.app.get_organization(world.org_id).version == version + 1
     world.join()
@@ -526,7 +508,7 @@ COMMANDS: dict[str, Callable[[Organizations, UUID, Actor], Any]] = {
 
 @pytest.mark.parametrize("command", COMMANDS.values(), ids=COMMANDS.keys())
 def test_unknown_organization_looks_like_one_you_do_not_belong_to(world: World, command: Callable[..., Any]) -> None:
-    stranger = person("stranger")
+    stranger = new_actor("stranger")
     with pytest.raises(err.NotAMemberError) as unknown:
         command(world.app, uuid4(), stranger)
     with pytest.raises(err.NotAMemberError) as not_mine:
@@ -545,14 +527,14 @@ def test_unknown_organization_cannot_be_read(world: World) -> None:
 def test_events_are_timestamped_by_the_injected_clock(world: World) -> None:
     assert {e.timestamp for e in world.stored_events()} == {START}
     later = world.clock.advance(days=3, minutes=7)
-    receipt = world.invite(person().email)
+    receipt = world.invite(new_actor().email)
     event = world.stored_events()[-1]
     assert isinstance(event, Organization.MemberInvited) and event.invitation_id == receipt.id
     assert (event.timestamp, event.expires_at) == (later, later + timedelta(days=7))
 
 
 def test_every_stored_event_names_its_actor(world: World) -> None:
-    user = person()
+    user = new_actor()
     world.app.accept_invite_link(user, secret(world.link()))
     actors = {a.user_id: a.email for a in (world.owner, world.admin, world.viewer, user)}
     for event in world.stored_events():
@@ -560,7 +542,7 @@ def test_every_stored_event_names_its_actor(world: World) -> None:
 
 
 def test_stored_events_replay_to_the_current_state(world: World) -> None:
-    world.app.accept_invite_link(person(), secret(world.link("admin")))
+    world.app.accept_invite_link(new_actor(), secret(world.link("admin")))
     world.app.create_role(world.org_id, world.owner, "Auditor", "", ["view:billing"])
     assert project_organization(None, world.stored_events()) == world.app.get_organization(world.org_id)
 
@@ -569,11 +551,11 @@ def test_state_loaded_from_snapshots_equals_the_replayed_state(
     make_organizations: Callable[..., Organizations],
 ) -> None:
     writer = make_organizations(snapshot_interval=3, snapshot_in_commands=True)
-    owner = person("owner")
+    owner = new_actor("owner")
     org_id = writer.create_organization(owner, "Acme").organization_id
     for _ in range(4):
         code = secret(writer.create_invite_link(org_id, owner, system_role_id(org_id, "viewer"), max_uses=5))
-        writer.accept_invite_link(person(), code)
+        writer.accept_invite_link(new_actor(), code)
     reader = make_organizations(snapshot_interval=3)
     assert reader.snapshots is not None and list(reader.snapshots.get(org_id))
     replayed = project_organization(None, writer.repository.event_store.get(org_id))

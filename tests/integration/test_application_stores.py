@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 from membership import Organizations
 from membership.application import project_organization
-from tests.helpers import join, member_id, new_actor, role_id
+from tests.factories import new_actor
+from tests.helpers import join, member_id, role_id
 
 
 def test_a_whole_team_lifecycle_is_stored_and_reloaded(make_organizations: Callable[..., Organizations]) -> None:

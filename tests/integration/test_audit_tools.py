@@ -15,23 +15,16 @@ from projections.history import describe, organization_at
 from service.bootstrap import Services
 from service.cli import main
 from tests.conftest import TEST_SECRET_KEY
-from tests.helpers import member_id, new_actor, role_id
+from tests.factories import Clock, new_actor
+from tests.helpers import member_id, role_id
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
 def timeline(services: Services) -> tuple[object, list[tuple[datetime, Organization]]]:
     """An organization changing once an hour; the state after each change, and when."""
-    app, clock = services.organizations, Clock()
+    app, clock = services.organizations, Clock(START)
     app.clock = clock
     owner, ann = new_actor("owner"), new_actor("ann")
     org = app.create_organization(owner, "Timeline").organization_id
@@ -47,7 +40,7 @@ def timeline(services: Services) -> tuple[object, list[tuple[datetime, Organizat
         lambda: app.transfer_ownership(org, owner, member_id(app, org, ann)),
     ]
     for step in steps:
-        clock.now += timedelta(hours=1)
+        clock.advance(hours=1)
         step()
         states.append((clock.now, app.get_organization(org)))
     services.runner.catch_up()

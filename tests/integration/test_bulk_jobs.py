@@ -18,7 +18,8 @@ from membership.jobs import REMOVAL, ROLE_CHANGE, BulkJob, IdempotencyKeyReusedE
 from projections import jobs as jobs_reads
 from service.bootstrap import Services
 from tests.conftest import TEST_SECRET_KEY
-from tests.helpers import join, member_id, new_actor, role_id
+from tests.factories import new_actor
+from tests.helpers import join, member_id, role_id
 from tests.servers import MEMBERSHIP
 from workers.jobs import JobRunner
 

@@ -15,7 +15,8 @@ import pytest
 
 from membership import Organizations
 from membership.exceptions import InviteLinkUsedUpError, MembershipError
-from tests.helpers import assert_invariants, join, member_id, new_actor, role_id
+from tests.factories import new_actor
+from tests.helpers import assert_invariants, join, member_id, role_id
 
 INSTANCES = 3
 THREADS = 8

@@ -17,7 +17,8 @@ from projections.engine import tracking
 from projections.engine.rebuild import Rebuild
 from service.bootstrap import Services
 from tests.conftest import TEST_SECRET_KEY
-from tests.helpers import busy_team, generation_rows, new_actor, role_id, table_rows
+from tests.factories import new_actor
+from tests.helpers import busy_team, generation_rows, role_id, table_rows
 from tests.servers import MEMBERSHIP
 
 EVENTS = 1500

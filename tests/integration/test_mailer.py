@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from email.message import Message
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,8 @@ from projections.invitations import InvitationRecord
 from service.bootstrap import Services, build_mailer, build_services
 from service.settings import Settings
 from tests.conftest import TEST_SECRET_KEY
-from tests.helpers import new_actor, role_id, table_rows
+from tests.factories import Clock, new_actor
+from tests.helpers import role_id, table_rows
 from tests.servers import MEMBERSHIP, free_port
 from workers.mail.mailer import Mailer
 from workers.mail.transport import NO_SMTPUTF8
@@ -91,14 +92,6 @@ def smtp_server(inbox: Inbox, smtp_port: int) -> Iterator[Callable[..., None]]:
     yield start
     for controller in controllers:
         controller.stop()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.offset = timedelta()
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
 
 
 def smtp_env(port: int) -> dict[str, str]:
@@ -188,7 +181,7 @@ def test_an_unreachable_server_is_retried_until_the_message_goes_once(
     smtp_server()
     mailer.run_once()  # not due yet (backoff)
     assert inbox.messages == []
-    clock.offset += timedelta(seconds=31)
+    clock.advance(seconds=31)
     mailer.run_once()
     mailer.run_once()
 
@@ -234,7 +227,7 @@ def test_a_permanent_refusal_is_recorded_as_failed_and_not_retried(
     smtp_server()
     _, invitation, _ = invite(services, new_actor("bounce").email)
     mailer.run_once()
-    clock.offset += timedelta(hours=2)
+    clock.advance(hours=2)
     mailer.run_once()
 
     assert inbox.messages == []
@@ -347,7 +340,7 @@ def test_deliveries_that_cannot_be_composed_fail_alone_and_the_others_go_in_the_
     smtp_server()
     poisoned = invite_bypassing_the_address_rule(services, monkeypatch)
     mailer.ingest()  # claimed first in the round: due before the others
-    clock.offset += timedelta(seconds=1)
+    clock.advance(seconds=1)
     good = [invite(services) for _ in range(3)]  # another organization each
 
     mailer.run_once()
@@ -361,7 +354,7 @@ def test_deliveries_that_cannot_be_composed_fail_alone_and_the_others_go_in_the_
     assert "control character (U+000D)" in reasons[0] and "mixes Cyrillic and Latin" in reasons[1]
     assert "bidirectional control character (U+202E)" in reasons[2]
     assert all(invitation_record(services, i, clock()).email_status == "sent" for _, i, _ in good)
-    clock.offset += timedelta(hours=1)
+    clock.advance(hours=1)
     mailer.run_once()
     assert len(inbox.messages) == 3 and outbox.counts(services.read_db) == {"failed": 3, "sent": 3}
 
@@ -375,7 +368,7 @@ def test_an_unexpected_error_with_one_delivery_retries_it_alone_later(
     with db.transaction() as cursor:  # a corrupt row: its organization id is no UUID
         row = ("<corrupt@ocore.example.com>", "not-a-uuid", "not-a-uuid", "nonce", "x@example.com", "", clock())
         outbox.enqueue(db, cursor, [row], clock())
-    clock.offset += timedelta(seconds=1)
+    clock.advance(seconds=1)
     _, good, recipient = invite(services)
 
     with caplog.at_level(logging.WARNING, logger="workers.mail.mailer"):
@@ -412,7 +405,7 @@ def test_an_unreachable_server_shows_retrying_and_degrades_health_until_the_mess
     assert any(r.levelno == logging.WARNING and "not sent" in r.getMessage() for r in caplog.records)
 
     smtp_server()
-    clock.offset += timedelta(seconds=31)
+    clock.advance(seconds=31)
     mailer.run_once()
 
     record = invitation_record(services, invitation, clock())
@@ -430,7 +423,7 @@ def test_the_status_shown_is_the_current_tokens_e_mail_after_a_resend(
     mailer.run_once()  # nothing listens
     assert invitation_record(services, invitation, clock()).email_status == "retrying"
 
-    clock.offset += timedelta(seconds=1)
+    clock.advance(seconds=1)
     services.organizations.resend_invitation(org, _owner(services, org), invitation)
     record = invitation_record(services, invitation, clock())
     assert (record.email_status, record.last_error, record.next_attempt_at) == ("queued", None, None)
@@ -466,7 +459,7 @@ def test_a_unicode_local_part_needs_a_server_with_smtputf8(
     _, invitation, recipient = invite(services, "pö@example.com")
 
     mailer.run_once()
-    clock.offset += timedelta(hours=1)
+    clock.advance(hours=1)
     mailer.run_once()
 
     record = invitation_record(services, invitation, clock())

@@ -21,7 +21,8 @@ from projections.engine.rebuild import Rebuild
 from service.bootstrap import Services
 from service.cli import main
 from tests.conftest import TEST_SECRET_KEY
-from tests.helpers import fix_the_bug, join, new_actor, refuse_member_rows, role_id, table_rows
+from tests.factories import new_actor
+from tests.helpers import fix_the_bug, join, refuse_member_rows, role_id, table_rows
 
 POISON_EMAIL = "poison@example.com"
 

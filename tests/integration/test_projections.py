@@ -14,7 +14,8 @@ from projections.engine.runner import ProjectionRunner
 from projections.engine.store import ReadModelLaggingError
 from projections.invitations import InvitationsProjection
 from service.bootstrap import Services
-from tests.helpers import member_id, new_actor, role_id, table_rows
+from tests.factories import new_actor
+from tests.helpers import member_id, role_id, table_rows
 
 
 class History:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from membership.application import project_organization
 from service.bootstrap import Services
-from tests.helpers import new_actor, role_id
+from tests.factories import new_actor
+from tests.helpers import role_id
 from workers.snapshots import SnapshotTaker
 
 

@@ -14,6 +14,7 @@ from membership import exceptions as err
 from membership.application import project_organization
 from membership.domain import Actor, Organization, system_role_id
 from membership.tokens import new_nonce
+from tests.factories import new_actor
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -21,11 +22,6 @@ RESOURCES = ("members", "roles", "servers", "instances", "projects", "deployment
 VIEW_ALL = frozenset(f"view:{r}" for r in RESOURCES)
 EVERYTHING = VIEW_ALL | {f"manage:{r}" for r in RESOURCES}
 LEAD_PERMISSIONS = ["manage:members", "manage:roles", *sorted(VIEW_ALL)]
-
-
-def person(label: str = "user") -> Actor:
-    key = uuid4().hex[:12]
-    return Actor(f"{label}-{key}", f"{label}-{key}@example.com", label.title())
 
 
 def role(org: Organization, key: str) -> UUID:
@@ -49,7 +45,7 @@ def invite(org: Organization, by: Actor, email: str, role_id: UUID, now: datetim
 
 
 def join(org: Organization, by: Actor, role_id: UUID, label: str = "user") -> Actor:
-    user = person(label)
+    user = new_actor(label)
     org.accept_invitation(user, invite(org, by, user.email, role_id), uuid4(), NOW)
     return user
 
@@ -86,7 +82,7 @@ class Team:
 
 @pytest.fixture
 def team() -> Team:
-    owner = person("owner")
+    owner = new_actor("owner")
     org = Organization.create(uuid4(), "Acme", owner, uuid4(), NOW)
     lead_role = uuid4()
     org.create_role(owner, lead_role, "Team lead", "Manages people", LEAD_PERMISSIONS, NOW)
@@ -104,7 +100,7 @@ def custom_role(team: Team, permissions: list[str], name: str = "") -> UUID:
 
 # -- organizations -------------------------------------------------------------
 def test_creator_becomes_the_only_owner() -> None:
-    creator = person("creator")
+    creator = new_actor("creator")
     org = Organization.create(uuid4(), "Acme", creator, uuid4(), NOW)
     created, joined = org.collect_events()
     assert isinstance(created, Organization.Created)
@@ -123,7 +119,7 @@ def test_creator_becomes_the_only_owner() -> None:
     ],
 )
 def test_organization_has_four_system_roles(key: str, name: str, permissions: frozenset[str]) -> None:
-    org = Organization.create(uuid4(), "Acme", person(), uuid4(), NOW)
+    org = Organization.create(uuid4(), "Acme", new_actor(), uuid4(), NOW)
     system_roles = [r for r in org.roles.values() if r["system"]]
     assert len(system_roles) == 4 == len(org.roles)
     found = org.get_role(role(org, key))
@@ -131,9 +127,9 @@ def test_organization_has_four_system_roles(key: str, name: str, permissions: fr
 
 
 def test_user_can_be_member_of_many_organizations_with_different_roles() -> None:
-    user = person()
+    user = new_actor()
     own = Organization.create(uuid4(), "Mine", user, uuid4(), NOW)
-    other_owner = person("owner")
+    other_owner = new_actor("owner")
     other = Organization.create(uuid4(), "Theirs", other_owner, uuid4(), NOW)
     other.accept_invitation(user, invite(other, other_owner, user.email, role(other, "viewer")), uuid4(), NOW)
     assert role_of(own, user) == role(own, "owner")
@@ -158,7 +154,7 @@ def test_member_has_id_user_id_lower_cased_email_name_role_and_join_time(team: T
 
 def test_organization_name_cannot_be_blank() -> None:
     with pytest.raises(err.InvalidValueError):
-        Organization.create(uuid4(), "   ", person(), uuid4(), NOW)
+        Organization.create(uuid4(), "   ", new_actor(), uuid4(), NOW)
 
 
 # -- roles ---------------------------------------------------------------------
@@ -263,7 +259,7 @@ def test_role_can_be_deleted_once_its_last_member_has_another_role(team: Team) -
 
 def test_role_of_a_pending_invitation_cannot_be_deleted(team: Team) -> None:
     role_id = custom_role(team, ["view:billing"])
-    invite(team.org, team.owner, person().email, role_id)
+    invite(team.org, team.owner, new_actor().email, role_id)
     team.events()
     with pytest.raises(err.RoleInUseError):
         team.org.delete_role(team.owner, role_id, NOW)
@@ -339,13 +335,13 @@ def test_update_role_without_change_records_nothing(team: Team) -> None:
 
 # -- no privilege escalation ---------------------------------------------------
 def test_lead_can_invite_with_a_role_within_their_permissions(team: Team) -> None:
-    invite(team.org, team.lead, person().email, role(team.org, "viewer"))
+    invite(team.org, team.lead, new_actor().email, role(team.org, "viewer"))
     assert [type(e) for e in team.events()] == [Organization.MemberInvited]
 
 
 def test_lead_cannot_invite_as_admin(team: Team) -> None:
     with pytest.raises(err.PrivilegeEscalationError):
-        invite(team.org, team.lead, person().email, role(team.org, "admin"))
+        invite(team.org, team.lead, new_actor().email, role(team.org, "admin"))
     assert team.events() == []
 
 
@@ -392,7 +388,7 @@ def test_lead_can_remove_member_within_their_permissions(team: Team) -> None:
 
 
 def test_lead_cannot_resend_an_admin_invitation(team: Team) -> None:
-    invitation_id = invite(team.org, team.owner, person().email, role(team.org, "admin"))
+    invitation_id = invite(team.org, team.owner, new_actor().email, role(team.org, "admin"))
     team.events()
     with pytest.raises(err.PrivilegeEscalationError):
         team.org.resend_invitation(team.lead, invitation_id, new_nonce(), NOW)
@@ -403,14 +399,14 @@ def test_owner_is_exempt_from_the_subset_rule(team: Team) -> None:
     # The Owner holds every permission anyway; a role granting a permission the Owner
     # lacks cannot exist, so "exempt" shows as: the Owner may grant any non-Owner role.
     for key in ("admin", "developer", "viewer"):
-        invite(team.org, team.owner, person().email, role(team.org, key))
+        invite(team.org, team.owner, new_actor().email, role(team.org, key))
     team.org.change_role(team.owner, member_id(team.org, team.lead), role(team.org, "admin"), NOW)
     assert [type(e) for e in team.events()] == [Organization.MemberInvited] * 3 + [Organization.RoleChanged]
 
 
 def test_owner_role_is_not_assignable_by_invitation(team: Team) -> None:
     with pytest.raises(err.OwnerRoleNotAssignableError):
-        invite(team.org, team.owner, person().email, role(team.org, "owner"))
+        invite(team.org, team.owner, new_actor().email, role(team.org, "owner"))
     assert team.events() == []
 
 
@@ -441,7 +437,7 @@ def test_admin_can_invite_member(team: Team) -> None:
 @pytest.mark.parametrize("who", ["viewer", "developer"])
 def test_member_without_manage_members_cannot_invite(team: Team, who: str) -> None:
     with pytest.raises(err.MissingPermissionError) as refused:
-        invite(team.org, getattr(team, who), person().email, role(team.org, "viewer"))
+        invite(team.org, getattr(team, who), new_actor().email, role(team.org, "viewer"))
     assert refused.value.permission == "manage:members"
     assert team.events() == []
 
@@ -456,18 +452,18 @@ def test_invalid_email_is_refused(team: Team, email: str) -> None:
 @pytest.mark.parametrize("days", [0, 31, -1, True, "7", 7.0, None])
 def test_invitation_expiry_must_be_1_to_30_days(team: Team, days: Any) -> None:
     with pytest.raises(err.InvalidValueError):
-        invite(team.org, team.owner, person().email, role(team.org, "viewer"), days=days)
+        invite(team.org, team.owner, new_actor().email, role(team.org, "viewer"), days=days)
     assert team.events() == []
 
 
 @pytest.mark.parametrize("days", [1, 30])
 def test_invitation_expiry_accepts_1_to_30_days(team: Team, days: int) -> None:
-    invite(team.org, team.owner, person().email, role(team.org, "viewer"), days=days)
+    invite(team.org, team.owner, new_actor().email, role(team.org, "viewer"), days=days)
     assert team.events()[0].expires_at == NOW + days * DAY
 
 
 def test_invitation_expires_in_7_days_by_default(team: Team) -> None:
-    team.org.invite_member(team.owner, uuid4(), person().email, role(team.org, "viewer"), new_nonce(), NOW)
+    team.org.invite_member(team.owner, uuid4(), new_actor().email, role(team.org, "viewer"), new_nonce(), NOW)
     assert team.events()[0].expires_at == NOW + 7 * DAY
 
 
@@ -478,7 +474,7 @@ def test_cannot_invite_an_existing_member(team: Team) -> None:
 
 
 def test_cannot_invite_an_email_with_a_pending_invitation(team: Team) -> None:
-    email = person().email
+    email = new_actor().email
     invite(team.org, team.owner, email, role(team.org, "viewer"))
     team.events()
     with pytest.raises(err.AlreadyInvitedError):
@@ -487,7 +483,7 @@ def test_cannot_invite_an_email_with_a_pending_invitation(team: Team) -> None:
 
 
 def test_can_invite_again_when_the_previous_invitation_expired(team: Team) -> None:
-    email = person().email
+    email = new_actor().email
     old = invite(team.org, team.owner, email, role(team.org, "viewer"), days=1)
     new = invite(team.org, team.owner, email, role(team.org, "viewer"), now=NOW + 2 * DAY)
     assert team.events()[-1].replaces_invitation_id == old
@@ -496,7 +492,7 @@ def test_can_invite_again_when_the_previous_invitation_expired(team: Team) -> No
 
 
 def test_invitee_accepts_and_becomes_member(team: Team) -> None:
-    user = person()
+    user = new_actor()
     invitation_id = invite(team.org, team.admin, user.email.upper(), role(team.org, "developer"))
     team.org.accept_invitation(user, invitation_id, new_id := uuid4(), NOW + DAY)
     accepted = team.events()[-1]
@@ -511,11 +507,11 @@ def test_invitee_accepts_and_becomes_member(team: Team) -> None:
 
 
 def test_accepting_with_another_email_is_refused_and_invitation_stays_pending(team: Team) -> None:
-    invitee = person()
+    invitee = new_actor()
     invitation_id = invite(team.org, team.owner, invitee.email, role(team.org, "viewer"))
     team.events()
     with pytest.raises(err.InvitationEmailMismatchError):
-        team.org.accept_invitation(person(), invitation_id, uuid4(), NOW)
+        team.org.accept_invitation(new_actor(), invitation_id, uuid4(), NOW)
     assert team.events() == []
     assert team.org.invitation_status(team.org.get_invitation(invitation_id), NOW) == "pending"
     team.org.accept_invitation(invitee, invitation_id, uuid4(), NOW)
@@ -523,7 +519,7 @@ def test_accepting_with_another_email_is_refused_and_invitation_stays_pending(te
 
 
 def test_expired_invitation_cannot_be_accepted(team: Team) -> None:
-    user = person()
+    user = new_actor()
     invitation_id = invite(team.org, team.owner, user.email, role(team.org, "viewer"), days=1)
     team.events()
     with pytest.raises(err.InvitationExpiredError):
@@ -532,7 +528,7 @@ def test_expired_invitation_cannot_be_accepted(team: Team) -> None:
 
 
 def test_cancelled_invitation_cannot_be_accepted(team: Team) -> None:
-    user = person()
+    user = new_actor()
     invitation_id = invite(team.org, team.owner, user.email, role(team.org, "viewer"))
     team.org.cancel_invitation(team.admin, invitation_id, NOW)
     assert isinstance(team.events()[-1], Organization.InvitationCancelled)
@@ -542,7 +538,7 @@ def test_cancelled_invitation_cannot_be_accepted(team: Team) -> None:
 
 
 def test_accepted_invitation_cannot_be_accepted_again(team: Team) -> None:
-    user = person()
+    user = new_actor()
     invitation_id = invite(team.org, team.owner, user.email, role(team.org, "viewer"))
     team.org.accept_invitation(user, invitation_id, uuid4(), NOW)
     team.events()
@@ -553,7 +549,7 @@ def test_accepted_invitation_cannot_be_accepted_again(team: Team) -> None:
 
 @pytest.mark.parametrize("close", ["cancel", "accept", "replace"])
 def test_cannot_cancel_a_non_pending_invitation(team: Team, close: str) -> None:
-    user = person()
+    user = new_actor()
     invitation_id = invite(team.org, team.owner, user.email, role(team.org, "viewer"), days=1)
     if close == "cancel":
         team.org.cancel_invitation(team.owner, invitation_id, NOW)
@@ -568,14 +564,14 @@ def test_cannot_cancel_a_non_pending_invitation(team: Team, close: str) -> None:
 
 
 def test_expired_invitation_can_be_cancelled(team: Team) -> None:
-    invitation_id = invite(team.org, team.owner, person().email, role(team.org, "viewer"), days=1)
+    invitation_id = invite(team.org, team.owner, new_actor().email, role(team.org, "viewer"), days=1)
     team.org.cancel_invitation(team.owner, invitation_id, NOW + 5 * DAY)
     assert isinstance(team.events()[-1], Organization.InvitationCancelled)
     assert team.org.invitation_status(team.org.get_invitation(invitation_id), NOW + 5 * DAY) == "cancelled"
 
 
 def test_expired_invitation_can_be_resent_and_then_accepted(team: Team) -> None:
-    user = person()
+    user = new_actor()
     invitation_id = invite(team.org, team.owner, user.email, role(team.org, "viewer"), days=1)
     later = NOW + 5 * DAY
     team.org.resend_invitation(team.owner, invitation_id, new_nonce(), later)
@@ -584,7 +580,7 @@ def test_expired_invitation_can_be_resent_and_then_accepted(team: Team) -> None:
 
 
 def test_resend_gives_a_new_nonce_and_a_new_expiry(team: Team) -> None:
-    invitation_id = invite(team.org, team.owner, person().email, role(team.org, "viewer"), days=3)
+    invitation_id = invite(team.org, team.owner, new_actor().email, role(team.org, "viewer"), days=3)
     old_nonce = team.org.get_invitation(invitation_id)["token_nonce"]
     team.org.resend_invitation(team.admin, invitation_id, nonce := new_nonce(), NOW + DAY)
     resent = team.events()[-1]
@@ -594,7 +590,7 @@ def test_resend_gives_a_new_nonce_and_a_new_expiry(team: Team) -> None:
 
 
 def test_cannot_resend_a_non_pending_invitation(team: Team) -> None:
-    invitation_id = invite(team.org, team.owner, person().email, role(team.org, "viewer"))
+    invitation_id = invite(team.org, team.owner, new_actor().email, role(team.org, "viewer"))
     team.org.cancel_invitation(team.owner, invitation_id, NOW)
     team.events()
     with pytest.raises(err.InvitationNotPendingError):
@@ -618,15 +614,15 @@ def test_member_who_left_can_be_invited_again(team: Team) -> None:
 
 def test_pending_invitations_are_capped(team: Team) -> None:
     for _ in range(3):
-        team.org.invite_member(team.owner, uuid4(), person().email, role(team.org, "viewer"), "n", NOW, max_pending=3)
+        team.org.invite_member(team.owner, uuid4(), new_actor().email, role(team.org, "viewer"), "n", NOW, max_pending=3)
     team.events()
     with pytest.raises(err.TooManyPendingInvitationsError):
-        team.org.invite_member(team.owner, uuid4(), person().email, role(team.org, "viewer"), "n", NOW, max_pending=3)
+        team.org.invite_member(team.owner, uuid4(), new_actor().email, role(team.org, "viewer"), "n", NOW, max_pending=3)
     assert team.events() == []
 
 
 def test_invitation_status_reports_expired_without_an_event(team: Team) -> None:
-    invitation_id = invite(team.org, team.owner, person().email, role(team.org, "viewer"), days=2)
+    invitation_id = invite(team.org, team.owner, new_actor().email, role(team.org, "viewer"), days=2)
     team.events()
     invitation = team.org.get_invitation(invitation_id)
     assert team.org.invitation_status(invitation, NOW + 2 * DAY - timedelta(seconds=1)) == "pending"
@@ -639,7 +635,7 @@ def test_invitation_status_reports_expired_without_an_event(team: Team) -> None:
     [
         lambda org, actor: org.resend_invitation(actor, uuid4(), new_nonce(), NOW),
         lambda org, actor: org.cancel_invitation(actor, uuid4(), NOW),
-        lambda org, actor: org.accept_invitation(person(), uuid4(), uuid4(), NOW),
+        lambda org, actor: org.accept_invitation(new_actor(), uuid4(), uuid4(), NOW),
     ],
     ids=["resend", "cancel", "accept"],
 )
@@ -677,7 +673,7 @@ def test_viewer_cannot_delete_invite_link(team: Team) -> None:
 def test_link_with_zero_max_uses_is_unlimited(team: Team) -> None:
     link_id = create_link(team.org, team.owner, role(team.org, "viewer"), max_uses=0)
     for _ in range(5):
-        redeem(team.org, person(), link_id)
+        redeem(team.org, new_actor(), link_id)
     assert team.org.get_invite_link(link_id)["use_count"] == 5
 
 
@@ -702,7 +698,7 @@ def test_link_expiry_accepts_1_to_365_days(team: Team, days: int) -> None:
 
 
 def test_redeeming_a_link_joins_with_its_role_and_counts_the_use(team: Team) -> None:
-    user = person()
+    user = new_actor()
     link_id = create_link(team.org, team.owner, role(team.org, "developer"), max_uses=2)
     redeem(team.org, user, link_id)
     joined = team.events()[-1]
@@ -713,7 +709,7 @@ def test_redeeming_a_link_joins_with_its_role_and_counts_the_use(team: Team) -> 
 
 
 def test_user_redeems_a_link_at_most_once(team: Team) -> None:
-    user = person()
+    user = new_actor()
     link_id = create_link(team.org, team.owner, role(team.org, "viewer"))
     redeem(team.org, user, link_id)
     team.org.leave(user, NOW)
@@ -727,7 +723,7 @@ def test_expired_link_is_refused(team: Team) -> None:
     link_id = create_link(team.org, team.owner, role(team.org, "viewer"), days=1)
     team.events()
     with pytest.raises(err.InviteLinkExpiredError):
-        redeem(team.org, person(), link_id, now=NOW + DAY)
+        redeem(team.org, new_actor(), link_id, now=NOW + DAY)
     assert team.events() == []
 
 
@@ -736,16 +732,16 @@ def test_deleted_link_is_refused(team: Team) -> None:
     team.org.delete_invite_link(team.admin, link_id, NOW)
     assert isinstance(team.events()[-1], Organization.InviteLinkDeleted)
     with pytest.raises(err.InviteLinkDeletedError):
-        redeem(team.org, person(), link_id)
+        redeem(team.org, new_actor(), link_id)
     assert team.events() == []
 
 
 def test_used_up_link_is_refused(team: Team) -> None:
     link_id = create_link(team.org, team.owner, role(team.org, "viewer"), max_uses=1)
-    redeem(team.org, person(), link_id)
+    redeem(team.org, new_actor(), link_id)
     team.events()
     with pytest.raises(err.InviteLinkUsedUpError):
-        redeem(team.org, person(), link_id)
+        redeem(team.org, new_actor(), link_id)
     assert team.org.get_invite_link(link_id)["use_count"] == 1
     assert team.events() == []
 
@@ -760,7 +756,7 @@ def test_member_cannot_redeem_a_link(team: Team) -> None:
 
 
 def test_redeeming_a_link_cancels_the_users_pending_invitation(team: Team) -> None:
-    user = person()
+    user = new_actor()
     invitation_id = invite(team.org, team.owner, user.email, role(team.org, "viewer"))
     redeem(team.org, user, create_link(team.org, team.owner, role(team.org, "developer")))
     assert team.events()[-1].cancelled_invitation_id == invitation_id
@@ -772,7 +768,7 @@ def test_redeeming_a_link_cancels_the_users_pending_invitation(team: Team) -> No
     "command",
     [
         lambda org, actor: org.delete_invite_link(actor, uuid4(), NOW),
-        lambda org, actor: org.redeem_invite_link(person(), uuid4(), uuid4(), NOW),
+        lambda org, actor: org.redeem_invite_link(new_actor(), uuid4(), uuid4(), NOW),
     ],
     ids=["delete", "redeem"],
 )
@@ -902,7 +898,7 @@ def test_ownership_cannot_go_to_the_owner(team: Team) -> None:
 @pytest.mark.parametrize(
     "command",
     [
-        lambda t, u: invite(t.org, u, person().email, role(t.org, "viewer")),
+        lambda t, u: invite(t.org, u, new_actor().email, role(t.org, "viewer")),
         lambda t, u: create_link(t.org, u, role(t.org, "viewer")),
         lambda t, u: t.org.change_role(u, member_id(t.org, t.viewer), role(t.org, "developer"), NOW),
         lambda t, u: t.org.remove_member(u, member_id(t.org, t.viewer), NOW),
@@ -915,7 +911,7 @@ def test_ownership_cannot_go_to_the_owner(team: Team) -> None:
 )
 def test_non_member_is_refused(team: Team, command: Callable[[Team, Actor], Any]) -> None:
     with pytest.raises(err.NotAMemberError):
-        command(team, person("stranger"))
+        command(team, new_actor("stranger"))
     assert team.events() == []
 
 
@@ -936,7 +932,7 @@ def test_unknown_member_is_not_found(team: Team, command: Callable[[Team], Any])
 @pytest.mark.parametrize(
     "command",
     [
-        lambda t, r: invite(t.org, t.owner, person().email, r),
+        lambda t, r: invite(t.org, t.owner, new_actor().email, r),
         lambda t, r: create_link(t.org, t.owner, r),
         lambda t, r: t.org.change_role(t.owner, member_id(t.org, t.viewer), r, NOW),
         lambda t, r: t.org.update_role(t.owner, r, NOW, name="Renamed"),
@@ -962,7 +958,7 @@ def test_deleted_role_cannot_be_assigned(team: Team) -> None:
 # -- events --------------------------------------------------------------------
 def run_scenario(team: Team) -> list[tuple[Actor, datetime, Any]]:
     """One command of each kind, each at its own time: (actor, time, events recorded)."""
-    org, invitee, linked = team.org, person(), person()
+    org, invitee, linked = team.org, new_actor(), new_actor()
     steps: list[tuple[Actor, Callable[[datetime], Any]]] = [
         (team.admin, lambda t: org.invite_member(team.admin, inv, invitee.email, role(org, "viewer"), "n1", t)),
         (team.admin, lambda t: org.resend_invitation(team.admin, inv, "n2", t)),
@@ -976,7 +972,7 @@ def run_scenario(team: Team) -> list[tuple[Actor, datetime, Any]]:
         (team.owner, lambda t: org.create_role(team.owner, new_role, "Temp", "", ["view:billing"], t)),
         (team.owner, lambda t: org.update_role(team.owner, new_role, t, description="Temporary")),
         (team.owner, lambda t: org.delete_role(team.owner, new_role, t)),
-        (team.admin, lambda t: org.invite_member(team.admin, inv2, person().email, role(org, "viewer"), "n4", t)),
+        (team.admin, lambda t: org.invite_member(team.admin, inv2, new_actor().email, role(org, "viewer"), "n4", t)),
         (team.admin, lambda t: org.cancel_invitation(team.admin, inv2, t)),
         (team.owner, lambda t: org.transfer_ownership(team.owner, member_id(org, team.admin), t)),
     ]
@@ -1006,13 +1002,13 @@ def test_event_times_come_from_the_caller(team: Team) -> None:
     for _, when, events in run_scenario(team):
         assert [e.timestamp for e in events] == [when] * len(events)
     later = NOW + 9 * DAY
-    org = Organization.create(uuid4(), "Acme", person(), uuid4(), later)
+    org = Organization.create(uuid4(), "Acme", new_actor(), uuid4(), later)
     assert [e.timestamp for e in org.collect_events()] == [later, later]
 
 
 def test_replaying_the_events_rebuilds_an_equal_aggregate(team: Team) -> None:
     run_scenario(team)
-    redeem(team.org, person(), create_link(team.org, team.admin, team.lead_role, max_uses=3))
+    redeem(team.org, new_actor(), create_link(team.org, team.admin, team.lead_role, max_uses=3))
     team.events()
     replayed = project_organization(None, team.history)
     assert replayed == team.org
