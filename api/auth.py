@@ -22,7 +22,7 @@ from api.context import services, utc_now
 from api.errors import ApiError
 from api.problems import IN_ORGANIZATION, MANAGER, answers
 from membership import Actor, authorization
-from membership.domain import MAX_USER_ID_LENGTH
+from membership.inputs import MAX_USER_ID_LENGTH
 from membership.text import text_problem
 from projections import members as members_reads
 from projections.engine import parking

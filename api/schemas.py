@@ -10,7 +10,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from membership.domain import INVITATION_DAYS, INVITE_LINK_DAYS, MAX_LINK_USES
+from membership.inputs import INVITATION_DAYS, INVITE_LINK_DAYS, MAX_LINK_USES
 from membership.permissions import all_permissions
 from membership.text import text_problem
 from projections.invitations import INVITATION_STATUSES

@@ -25,8 +25,8 @@ from uuid import UUID
 
 from benchmarks.harness import SeededOrg, database_line, print_header_line, run, seed, settings_for, start_postgres
 from membership.application import Organizations
-from membership.domain import system_role_id
 from membership.jobs import ROLE_CHANGE
+from membership.organization import system_role_id
 from membership.permissions import DEVELOPER, VIEWER
 from service.bootstrap import build_organizations
 
@@ -36,7 +36,7 @@ BASELINE_COMMANDS = 300
 
 def member_ids(app: Organizations, organization_id: UUID) -> list[UUID]:
     with app.reading(organization_id) as org:
-        return [UUID(member_id) for member_id in org.members if member_id != org.owner_member_id]
+        return [member.id for member in org.members.values() if not org.is_owner(member)]
 
 
 def bulk_role_change(app: Organizations, organization_id: UUID, owner: object, batch: int) -> tuple[float, int]:

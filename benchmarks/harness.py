@@ -32,7 +32,8 @@ from eventsourcing.domain import Snapshot
 
 from membership.application import Organizations
 from membership.database import redact
-from membership.domain import Actor, Organization, system_role_id
+from membership.inputs import Actor
+from membership.organization import Organization, system_role_id
 from membership.permissions import VIEWER
 from service.settings import Settings
 

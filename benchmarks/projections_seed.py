@@ -14,7 +14,8 @@ from uuid import UUID, uuid4
 from benchmarks.harness import Watchdog
 from membership import exceptions as err
 from membership.application import Organizations
-from membership.domain import Actor, Organization, system_role_id
+from membership.inputs import Actor
+from membership.organization import Organization, system_role_id
 from membership.permissions import ADMIN, DEVELOPER, VIEWER
 from membership.tokens import new_nonce
 
@@ -94,9 +95,9 @@ def organization_events(index: int, target_events: int, rng: random.Random) -> I
             elif r < 0.52:
                 invitation_id, user = pending.pop(0)
                 at = tick()
-                if at >= org.invitations[str(invitation_id)]["expires_at"]:  # expired: invite again (a replacement)
+                if at >= org.get_invitation(invitation_id).expires_at:  # expired: invite again (a replacement)
                     replacement = uuid4()
-                    role = UUID(org.invitations[str(invitation_id)]["role_id"])
+                    role = org.get_invitation(invitation_id).role_id
                     org.invite_member(owner, replacement, user.email, role, new_nonce(), at, 7, 10**6)
                     pending.append((replacement, user))
                 else:

@@ -26,11 +26,13 @@ from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Snapshot
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, JSONTranscoder
 
 from membership import exceptions as err
-from membership.domain import DEFAULT_EXPIRES_IN_DAYS, Actor, Organization
+from membership import state
+from membership.inputs import DEFAULT_EXPIRES_IN_DAYS, Actor
 from membership.jobs import ROLE_CHANGE, BulkJob, IdempotencyKeyReusedError, JobNotFoundError, job_id_for
+from membership.organization import Organization
 from membership.permissions import MANAGE_MEMBERS
 from membership.tokens import INVITATION, INVITE_LINK, TokenSigner, new_nonce
 
@@ -91,6 +93,11 @@ class Organizations(Application[UUID]):
         self._locks = [threading.RLock() for _ in range(LOCK_STRIPES)]  # re-entrant: reading() may nest
         self.conflicts_retried = 0  # commands re-run after another process wrote first
         self.save_listeners: list[Callable[[int], None]] = []  # e.g. wakes an in-process projection runner
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        """The organization's state records too, so snapshots can hold them."""
+        super().register_transcodings(transcoder)
+        state.register_transcodings(transcoder)
 
     # -- organizations -------------------------------------------------------
     def create_organization(self, actor: Actor, name: str) -> Receipt:
@@ -162,7 +169,7 @@ class Organizations(Application[UUID]):
 
         def accept(org: Organization) -> None:
             invitation = org.invitations.get(str(parsed.item_id))
-            if invitation is None or not self.signer.verify(INVITATION, parsed, invitation["token_nonce"]):
+            if invitation is None or not self.signer.verify(INVITATION, parsed, invitation.token_nonce):
                 raise err.InvalidInvitationTokenError(
                     "This invitation token is not valid or was replaced by a newer one."
                 )
@@ -173,7 +180,7 @@ class Organizations(Application[UUID]):
     def invitation_token(self, organization_id: UUID, invitation_id: UUID) -> str:
         """The current accept token of an invitation (for the mailer)."""
         with self.reading(organization_id) as org:
-            nonce = org.get_invitation(invitation_id)["token_nonce"]
+            nonce = org.get_invitation(invitation_id).token_nonce
         return self.signer.derive(INVITATION, organization_id, invitation_id, nonce)
 
     def record_invitation_email(
@@ -228,7 +235,7 @@ class Organizations(Application[UUID]):
 
         def redeem(org: Organization) -> None:
             link = org.links.get(str(parsed.item_id))
-            if link is None or not self.signer.verify(INVITE_LINK, parsed, link["code_nonce"]):
+            if link is None or not self.signer.verify(INVITE_LINK, parsed, link.code_nonce):
                 raise err.InvalidInviteLinkCodeError("This invite link code is not valid.")
             org.redeem_invite_link(user, parsed.item_id, member_id, self.clock())
 
@@ -237,12 +244,12 @@ class Organizations(Application[UUID]):
     def invite_link_codes(self, organization_id: UUID) -> dict[UUID, str]:
         """The code of every invite link of the organization (for listing them to admins)."""
         with self.reading(organization_id) as org:
-            nonces = {UUID(link_id): link["code_nonce"] for link_id, link in org.links.items()}
+            nonces = {link.id: link.code_nonce for link in org.links.values()}
         return {link_id: self.signer.derive(INVITE_LINK, organization_id, link_id, n) for link_id, n in nonces.items()}
 
     def invite_link_code(self, organization_id: UUID, link_id: UUID) -> str:
         with self.reading(organization_id) as org:
-            nonce = org.get_invite_link(link_id)["code_nonce"]
+            nonce = org.get_invite_link(link_id).code_nonce
         return self.signer.derive(INVITE_LINK, organization_id, link_id, nonce)
 
     # -- members -------------------------------------------------------------

@@ -16,7 +16,7 @@ from functools import singledispatchmethod
 from typing import Any
 from uuid import UUID
 
-from membership.domain import Organization
+from membership.organization import Organization
 from projections.engine.base import Projection, Writer
 from projections.engine.reading import read
 from projections.engine.sql import ReadDatabase

@@ -33,43 +33,43 @@ def organization_at(organizations: Organizations, organization_id: UUID, at: dat
 
 
 def describe(org: Organization, at: datetime) -> PastState:
-    role_name = {role_id: role["name"] for role_id, role in org.roles.items()}
+    role_name = {role.id: role.name for role in org.roles.values()}
     members = [
         {
-            "id": member_id,
-            "userId": m["user_id"],
-            "email": m["email"],
-            "name": m["name"],
-            "role": role_name[m["role_id"]],
-            "roleId": m["role_id"],
-            "joinedAt": m["joined_at"].isoformat(),
+            "id": str(m.id),
+            "userId": m.user_id,
+            "email": m.email,
+            "name": m.name,
+            "role": role_name[m.role_id],
+            "roleId": str(m.role_id),
+            "joinedAt": m.joined_at.isoformat(),
         }
-        for member_id, m in sorted(org.members.items(), key=lambda item: (item[1]["joined_at"], item[0]))
+        for m in sorted(org.members.values(), key=lambda m: (m.joined_at, str(m.id)))
     ]
     roles = [
-        {"id": role_id, "name": r["name"], "isSystem": r["system"], "permissions": r["permissions"]}
-        for role_id, r in org.roles.items()
+        {"id": str(r.id), "name": r.name, "isSystem": r.system, "permissions": sorted(r.permissions)}
+        for r in org.roles.values()
     ]
     pending = [
         {
-            "id": invitation_id,
-            "email": i["email"],
-            "role": role_name[i["role_id"]],
-            "invitedBy": i["invited_by"],
-            "expiresAt": i["expires_at"].isoformat(),
+            "id": str(i.id),
+            "email": i.email,
+            "role": role_name[i.role_id],
+            "invitedBy": i.invited_by,
+            "expiresAt": i.expires_at.isoformat(),
         }
-        for invitation_id, i in org.invitations.items()
+        for i in org.invitations.values()
         if org.invitation_status(i, at) == "pending"
     ]
     links = [
         {
-            "id": link_id,
-            "role": role_name.get(link["role_id"], link["role_id"]),
-            "maxUses": link["max_uses"],
-            "useCount": link["use_count"],
-            "expiresAt": link["expires_at"].isoformat(),
+            "id": str(link.id),
+            "role": role_name.get(link.role_id, str(link.role_id)),
+            "maxUses": link.max_uses,
+            "useCount": link.use_count,
+            "expiresAt": link.expires_at.isoformat(),
         }
-        for link_id, link in org.links.items()
-        if not link["deleted"] and at < link["expires_at"]
+        for link in org.links.values()
+        if not link.deleted and at < link.expires_at
     ]
     return PastState(at, org.version, org.name, members, roles, pending, links)

@@ -14,7 +14,7 @@ from functools import singledispatchmethod
 from typing import Any
 from uuid import UUID
 
-from membership.domain import Organization
+from membership.organization import Organization
 from projections import outbox
 from projections.engine.base import Projection, Writer
 from projections.engine.reading import Key, Page, cursor_after, ordered_page, read

@@ -9,7 +9,7 @@ from functools import singledispatchmethod
 from typing import Any
 from uuid import UUID
 
-from membership.domain import Organization, system_role_id
+from membership.organization import Organization, system_role_id
 from membership.permissions import OWNER
 from projections.engine.base import Projection, Writer
 from projections.engine.reading import Key, Page, cursor_after, like_literal, ordered_page, read

@@ -9,7 +9,7 @@ from functools import singledispatchmethod
 from typing import Any
 from uuid import UUID
 
-from membership.domain import Organization
+from membership.organization import Organization
 from membership.permissions import SYSTEM_ROLES
 from projections.engine.base import Projection, Writer
 from projections.engine.reading import Key, Page, cursor_after, order_by, ordered_page, read

@@ -11,7 +11,7 @@ import jwt
 
 from membership import Actor
 from membership.database import ConfigurationError
-from membership.domain import system_role_id
+from membership.organization import system_role_id
 from membership.permissions import VIEWER
 from projections import members as members_reads
 from projections.engine import store

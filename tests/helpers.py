@@ -12,7 +12,7 @@ from tests.factories import new_actor
 
 def role_id(app: Organizations, organization_id: UUID, name: str) -> UUID:
     with app.reading(organization_id) as org:
-        return next(UUID(key) for key, role in org.roles.items() if role["name"] == name)
+        return next(role.id for role in org.roles.values() if role.name == name)
 
 
 def member_id(app: Organizations, organization_id: UUID, actor: Actor) -> UUID:
@@ -35,11 +35,11 @@ def assert_invariants(app: Organizations, organization_id: UUID) -> None:
 
     org = project_organization(None, app.events.get(organization_id))
     assert org is not None
-    owners = [m for m, member in org.members.items() if member["role_id"] == org.owner_role_id]
+    owners = [m for m, member in org.members.items() if member.role_id == org.owner_role_id]
     assert owners == [org.owner_member_id]
     assert not set(org.member_by_email) & set(org.pending_by_email)
-    assert all(not link["max_uses"] or link["use_count"] <= link["max_uses"] for link in org.links.values())
-    assert all(member["role_id"] in org.roles for member in org.members.values())
+    assert all(not link.max_uses or link.use_count <= link.max_uses for link in org.links.values())
+    assert all(str(member.role_id) in org.roles for member in org.members.values())
     assert org == app.get_organization(organization_id)
 
 

@@ -13,7 +13,9 @@ import pytest
 
 from membership import exceptions as err
 from membership.application import Organizations, Receipt, project_organization
-from membership.domain import Actor, Organization, system_role_id
+from membership.inputs import Actor
+from membership.organization import Organization, system_role_id
+from membership.state import Invitation
 from membership.tokens import INVITATION, INVITE_LINK, TokenSigner
 from tests.factories import Clock, new_actor
 
@@ -38,12 +40,12 @@ class World:
     def member_id(self, user: Actor) -> UUID | None:
         with self.app.reading(self.org_id) as org:
             member = org.member_for_user(user.user_id)
-        return None if member is None else UUID(member["id"])
+        return None if member is None else member.id
 
     def role_of(self, user: Actor) -> UUID:
         member_id = self.member_id(user)
         with self.app.reading(self.org_id) as org:
-            return UUID(org.members[str(member_id)]["role_id"])
+            return org.get_member(member_id).role_id  # type: ignore[arg-type]
 
     def invite(self, email: str, key: str = "viewer", by: Actor | None = None, days: int = 7) -> Receipt:
         return self.app.invite_member(self.org_id, by or self.owner, email, self.role(key), days)
@@ -56,10 +58,10 @@ class World:
     def link(self, key: str = "viewer", max_uses: int = 0, days: int = 7) -> Receipt:
         return self.app.create_invite_link(self.org_id, self.owner, self.role(key), max_uses, days)
 
-    def invitation(self, invitation_id: UUID | None) -> dict[str, Any]:
+    def invitation(self, invitation_id: UUID | None) -> Invitation:
         assert invitation_id is not None
         with self.app.reading(self.org_id) as org:
-            return dict(org.get_invitation(invitation_id))
+            return org.get_invitation(invitation_id)
 
     def status(self, invitation_id: UUID | None) -> str:
         invitation = self.invitation(invitation_id)
@@ -106,15 +108,15 @@ def test_creating_an_organization_makes_the_creator_its_only_owner(
     receipt = app.create_organization(creator, "Acme")
     org = app.get_organization(receipt.organization_id)
     assert receipt.id == receipt.organization_id == org.id
-    assert [m["user_id"] for m in org.members.values()] == [creator.user_id]
-    assert org.members[org.owner_member_id]["role_id"] == str(system_role_id(org.id, "owner"))
+    assert [m.user_id for m in org.members.values()] == [creator.user_id]
+    assert org.owner.role_id == system_role_id(org.id, "owner")
 
 
 def test_user_can_belong_to_many_organizations_with_different_roles(world: World) -> None:
     own_org = world.app.create_organization(world.viewer, "Viewer's own").organization_id
     assert world.role_of(world.viewer) == world.role("viewer")
     mine = world.app.get_organization(own_org)
-    assert mine.members[mine.owner_member_id]["user_id"] == world.viewer.user_id
+    assert mine.owner.user_id == world.viewer.user_id
 
 
 # -- invitations and tokens ----------------------------------------------------
@@ -140,9 +142,9 @@ def test_invitation_token_is_long_url_safe_and_current(world: World) -> None:
 def test_invitation_records_the_inviter_and_a_7_day_default_expiry(world: World) -> None:
     invited = world.app.invite_member(world.org_id, world.admin, " New@Example.com ", world.role("viewer"))
     invitation = world.invitation(invited.id)
-    assert invitation["email"] == "new@example.com"
-    assert invitation["invited_by"] == world.admin.user_id
-    assert invitation["expires_at"] == START + timedelta(days=7)
+    assert invitation.email == "new@example.com"
+    assert invitation.invited_by == world.admin.user_id
+    assert invitation.expires_at == START + timedelta(days=7)
 
 
 def test_accepting_with_another_email_leaves_the_invitation_usable(world: World) -> None:
@@ -207,7 +209,7 @@ def test_resend_gives_a_new_token_and_expiry_and_the_old_token_fails(world: Worl
     resent = world.app.resend_invitation(world.org_id, world.admin, invited.id)
     assert (resent.id, resent.organization_id) == (invited.id, world.org_id)
     assert secret(resent) != secret(invited)
-    assert world.invitation(invited.id)["expires_at"] == later + timedelta(days=3)
+    assert world.invitation(invited.id).expires_at == later + timedelta(days=3)
     with pytest.raises(err.InvalidInvitationTokenError):
         world.app.accept_invitation(user, secret(invited))
     world.app.accept_invitation(user, secret(resent))
@@ -295,7 +297,7 @@ def test_forged_invitation_token_is_refused(world: World) -> None:
     user = new_actor()
     invited = world.invite(user.email)
     assert invited.id is not None
-    nonce = world.invitation(invited.id)["token_nonce"]
+    nonce = world.invitation(invited.id).token_nonce
     forged = TokenSigner(b"not the server key!!").derive(INVITATION, world.org_id, invited.id, nonce)
     with pytest.raises(err.InvalidInvitationTokenError):
         world.app.accept_invitation(user, forged)
@@ -316,9 +318,7 @@ def test_token_for_another_organization_is_refused(world: World) -> None:
     invited = world.invite(user.email)
     other_org = world.app.create_organization(world.owner, "Other").organization_id
     assert invited.id is not None
-    moved = TokenSigner(SECRET_KEY).derive(
-        INVITATION, other_org, invited.id, world.invitation(invited.id)["token_nonce"]
-    )
+    moved = TokenSigner(SECRET_KEY).derive(INVITATION, other_org, invited.id, world.invitation(invited.id).token_nonce)
     with pytest.raises(err.InvalidInvitationTokenError):
         world.app.accept_invitation(user, moved)
 
@@ -350,7 +350,7 @@ def test_user_joins_with_a_link_code(world: World) -> None:
     joined = world.app.accept_invite_link(user, secret(created))
     assert joined.id == world.member_id(user) is not None
     assert world.role_of(user) == world.role("admin")
-    assert world.app.get_organization(world.org_id).get_invite_link(created.id)["use_count"] == 1
+    assert world.app.get_organization(world.org_id).get_invite_link(created.id).use_count == 1
 
 
 def test_expired_link_is_refused(world: World) -> None:
@@ -409,7 +409,7 @@ def test_garbage_link_code_is_refused(world: World, code: str) -> None:
 def test_forged_link_code_is_refused(world: World) -> None:
     created = world.link()
     assert created.id is not None
-    nonce = world.app.get_organization(world.org_id).get_invite_link(created.id)["code_nonce"]
+    nonce = world.app.get_organization(world.org_id).get_invite_link(created.id).code_nonce
     forged = TokenSigner(b"not the server key!!").derive(INVITE_LINK, world.org_id, created.id, nonce)
     with pytest.raises(err.InvalidInviteLinkCodeError):
         world.app.accept_invite_link(new_actor(), forged)

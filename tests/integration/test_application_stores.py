@@ -32,10 +32,11 @@ def test_a_whole_team_lifecycle_is_stored_and_reloaded(make_organizations: Calla
     reloaded = make_organizations().get_organization(org_id)  # another process: nothing cached
 
     assert reloaded == app.get_organization(org_id)
-    assert reloaded.members[reloaded.owner_member_id]["user_id"] == admin.user_id
-    assert reloaded.member_for_user(owner.user_id)["role_id"] == str(role_id(app, org_id, "Admin"))
+    assert reloaded.owner.user_id == admin.user_id
+    former_owner = reloaded.member_for_user(owner.user_id)
+    assert former_owner is not None and former_owner.role_id == role_id(app, org_id, "Admin")
     assert set(reloaded.member_by_user) == {owner.user_id, admin.user_id}
-    assert reloaded.links[str(link.id)]["use_count"] == 1
+    assert reloaded.get_invite_link(link.id).use_count == 1  # type: ignore[arg-type]
 
 
 def test_positions_increase_with_every_command(organizations: Organizations) -> None:

@@ -43,7 +43,9 @@ class Team:
 
     def role_of(self, person: Actor) -> str:
         with self.app.reading(self.org) as org:
-            return str(org.roles[org.members[org.member_by_user[person.user_id]]["role_id"]]["name"])
+            member = org.member_for_user(person.user_id)
+            assert member is not None
+            return org.role_of(member).name
 
 
 def run(services: Services, batch_size: int = 500) -> None:

@@ -23,7 +23,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from api.schemas import InvitationSchema
-from membership import Actor, domain
+from membership import Actor, organization
 from membership.exceptions import InvalidInvitationTokenError
 from projections import invitations as invitations_reads
 from projections import outbox
@@ -318,7 +318,7 @@ def invite_bypassing_the_address_rule(services: Services, monkeypatch: pytest.Mo
     app, owner = services.organizations, new_actor("mallory")
     org = app.create_organization(owner, "Poisoned").organization_id
     with monkeypatch.context() as patched:
-        patched.setattr(domain, "validate_email", lambda address: address)
+        patched.setattr(organization, "validate_email", lambda address: address)
         receipts = [app.invite_member(org, owner, a, role_id(app, org, "Viewer")) for a in POISONED]
     return [receipt.id for receipt in receipts if receipt.id is not None]
 
@@ -503,5 +503,5 @@ def invitee(email_address: str) -> Actor:
 
 def _owner(services: Services, org: UUID) -> Actor:
     with services.organizations.reading(org) as aggregate:
-        owner = aggregate.members[aggregate.owner_member_id]
-    return Actor(owner["user_id"], owner["email"], owner["name"])
+        owner = aggregate.owner
+    return Actor(owner.user_id, owner.email, owner.name)

@@ -135,8 +135,8 @@ def test_the_audit_log_holds_no_token_or_code(services: Services, history: Histo
     assert all(secret not in dump for secret in secrets)
     with app.reading(history.org) as org:
         nonces = [
-            org.invitations[str(history.bob_invitation)]["token_nonce"],
-            org.links[str(history.link)]["code_nonce"],
+            org.get_invitation(history.bob_invitation).token_nonce,
+            org.get_invite_link(history.link).code_nonce,
         ]
     assert all(nonce not in dump for nonce in nonces)
 

@@ -18,6 +18,7 @@ from eventsourcing.persistence import StoredEvent
 
 from membership import Organization, Organizations
 from membership.permissions import ALL_PERMISSIONS
+from membership.state import Role
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 FIXTURE = FIXTURES / "organization_events_v1.jsonl"
@@ -41,8 +42,8 @@ def load_fixture(app: Organizations, fixture: Path = FIXTURE) -> None:
     )
 
 
-def role_named(org: Organization, name: str) -> dict:
-    return next(role for role in org.roles.values() if role["name"] == name)
+def role_named(org: Organization, name: str) -> Role:
+    return next(role for role in org.roles.values() if role.name == name)
 
 
 def test_the_stored_fixture_replays_to_the_known_state(organizations: Organizations) -> None:
@@ -51,19 +52,19 @@ def test_the_stored_fixture_replays_to_the_known_state(organizations: Organizati
     org = organizations.get_organization(ORG_ID)
 
     assert org.name == "Fixture Labs" and org.version == 23
-    emails = {m["email"]: role_named_id(org, m["role_id"]) for m in org.members.values()}
+    emails = {m.email: org.role_of(m).name for m in org.members.values()}
     assert emails == {"adam@example.com": "Owner", "olivia@example.com": "Admin", "dana@example.com": "Developer"}
-    assert org.members[org.owner_member_id]["user_id"] == "auth0|admin"
-    assert sorted(role["name"] for role in org.roles.values()) == ["Admin", "Developer", "Owner", "QA", "Viewer"]
+    assert org.owner.user_id == "auth0|admin"
+    assert sorted(role.name for role in org.roles.values()) == ["Admin", "Developer", "Owner", "QA", "Viewer"]
     qa = role_named(org, "QA")
-    assert qa["permissions"] == ["manage:deployments", "view:deployments", "view:projects"]
-    assert qa["description"] == "Tests and ships releases"
-    assert set(role_named(org, "Owner")["permissions"]) == ALL_PERMISSIONS
-    statuses = sorted(invitation["status"] for invitation in org.invitations.values())
+    assert qa.permissions == {"manage:deployments", "view:deployments", "view:projects"}
+    assert qa.description == "Tests and ships releases"
+    assert role_named(org, "Owner").permissions == ALL_PERMISSIONS
+    statuses = sorted(invitation.status for invitation in org.invitations.values())
     assert statuses == ["accepted", "accepted", "accepted", "cancelled", "pending"]
     assert list(org.pending_by_email) == ["pending@example.com"]
     (link,) = org.links.values()
-    assert (link["deleted"], link["use_count"], link["max_uses"]) == (True, 1, 3)
+    assert (link.deleted, link.use_count, link.max_uses) == (True, 1, 3)
     assert org.created_on == datetime(2026, 1, 5, 9, 1, tzinfo=UTC)
 
 
@@ -72,9 +73,9 @@ def test_the_e_mail_outcome_fixture_replays_to_the_known_state(organizations: Or
 
     org = organizations.get_organization(MAIL_ORG_ID)
 
-    by_email = {i["email"]: i for i in org.invitations.values()}
-    assert by_email["ann@mail.example"]["email_status"] == "sent"  # sent again after the resend
-    assert by_email["bounce@mail.example"]["email_status"] == "failed"
+    by_email = {i.email: i for i in org.invitations.values()}
+    assert by_email["ann@mail.example"].email_status == "sent"  # sent again after the resend
+    assert by_email["bounce@mail.example"].email_status == "failed"
     assert org.version == 8
 
 
@@ -107,7 +108,3 @@ def test_every_event_type_is_in_a_fixture() -> None:
         if isinstance(value, type) and issubclass(value, Organization.Event) and value is not Organization.Event
     }
     assert topics == event_topics
-
-
-def role_named_id(org: Organization, role_id: str) -> str:
-    return str(org.roles[role_id]["name"])

@@ -104,12 +104,12 @@ def test_whole_script_and_same_script_look_alikes_are_not_caught(address: str) -
     assert validate_email(address) == address
 
 
-def test_the_domain_module_uses_the_address_rule() -> None:
-    from membership import domain
+def test_the_organization_module_uses_the_address_rule() -> None:
+    from membership import organization
 
-    assert domain.validate_email(" Pö@Bücher.Example ") == "pö@bücher.example"
+    assert organization.validate_email(" Pö@Bücher.Example ") == "pö@bücher.example"
     with pytest.raises(InvalidValueError, match="mixes Cyrillic and Latin"):
-        domain.validate_email("user@p\u0430ypal.com")
+        organization.validate_email("user@p\u0430ypal.com")
 
 
 # -- the property: what the rule accepts, the mailer can send ---------------------------------------------------

@@ -12,7 +12,9 @@ import pytest
 
 from membership import exceptions as err
 from membership.application import project_organization
-from membership.domain import Actor, Organization, system_role_id
+from membership.inputs import Actor
+from membership.organization import Organization, system_role_id
+from membership.state import Member
 from membership.tokens import new_nonce
 from tests.factories import new_actor
 
@@ -31,11 +33,11 @@ def role(org: Organization, key: str) -> UUID:
 def member_id(org: Organization, user: Actor) -> UUID:
     member = org.member_for_user(user.user_id)
     assert member is not None
-    return UUID(member["id"])
+    return member.id
 
 
 def role_of(org: Organization, user: Actor) -> UUID:
-    return UUID(org.members[str(member_id(org, user))]["role_id"])
+    return org.get_member(member_id(org, user)).role_id
 
 
 def invite(org: Organization, by: Actor, email: str, role_id: UUID, now: datetime = NOW, days: int = 7) -> UUID:
@@ -120,10 +122,10 @@ def test_creator_becomes_the_only_owner() -> None:
 )
 def test_organization_has_four_system_roles(key: str, name: str, permissions: frozenset[str]) -> None:
     org = Organization.create(uuid4(), "Acme", new_actor(), uuid4(), NOW)
-    system_roles = [r for r in org.roles.values() if r["system"]]
+    system_roles = [r for r in org.roles.values() if r.system]
     assert len(system_roles) == 4 == len(org.roles)
     found = org.get_role(role(org, key))
-    assert (found["name"], set(found["permissions"]), found["system"]) == (name, permissions, True)
+    assert (found.name, found.permissions, found.key, found.system) == (name, permissions, key, True)
 
 
 def test_user_can_be_member_of_many_organizations_with_different_roles() -> None:
@@ -142,14 +144,14 @@ def test_member_has_id_user_id_lower_cased_email_name_role_and_join_time(team: T
     new_id = uuid4()
     team.org.accept_invitation(user, invitation_id, new_id, NOW + DAY)
     member = team.org.get_member(new_id)
-    assert member == {
-        "id": str(new_id),
-        "user_id": user.user_id,
-        "email": user.email.strip().lower(),
-        "name": "Mixed Case",
-        "role_id": str(role(team.org, "viewer")),
-        "joined_at": NOW + DAY,
-    }
+    assert member == Member(
+        id=new_id,
+        user_id=user.user_id,
+        email=user.email.strip().lower(),
+        name="Mixed Case",
+        role_id=role(team.org, "viewer"),
+        joined_at=NOW + DAY,
+    )
 
 
 def test_organization_name_cannot_be_blank() -> None:
@@ -178,7 +180,7 @@ def test_admin_can_create_custom_role(team: Team) -> None:
     [created] = team.events()
     assert isinstance(created, Organization.RoleCreated)
     assert (created.role_id, created.name, created.description) == (role_id, "Billing clerk", "Pays")
-    assert team.org.get_role(role_id)["system"] is False
+    assert team.org.get_role(role_id).system is False
 
 
 def test_custom_role_can_be_updated(team: Team) -> None:
@@ -187,7 +189,7 @@ def test_custom_role_can_be_updated(team: Team) -> None:
     [updated] = team.events()
     assert isinstance(updated, Organization.RoleUpdated)
     assert (updated.name, updated.permissions) == ("Auditor", ["view:settings"])
-    assert team.org.get_role(role_id)["permissions"] == ["view:settings"]
+    assert team.org.get_role(role_id).permissions == {"view:settings"}
 
 
 def test_unused_custom_role_can_be_deleted(team: Team) -> None:
@@ -222,7 +224,7 @@ def test_role_cannot_be_renamed_to_a_taken_name(team: Team) -> None:
 def test_role_can_be_renamed_to_its_own_name_in_another_case(team: Team) -> None:
     role_id = custom_role(team, [], name="Auditor")
     assert team.org.update_role(team.owner, role_id, NOW, name="AUDITOR") is True
-    assert team.org.get_role(role_id)["name"] == "AUDITOR"
+    assert team.org.get_role(role_id).name == "AUDITOR"
 
 
 @pytest.mark.parametrize("permissions", [["manage:everything"], ["view:members", "delete:members"], ["view"]])
@@ -235,9 +237,9 @@ def test_unknown_permission_is_refused(team: Team, permissions: list[str]) -> No
 def test_manage_permission_implies_view(team: Team) -> None:
     role_id = uuid4()
     team.org.create_role(team.owner, role_id, "Billing", "", ["manage:billing"], NOW)
-    assert team.org.get_role(role_id)["permissions"] == ["manage:billing", "view:billing"]
+    assert team.org.get_role(role_id).permissions == {"manage:billing", "view:billing"}
     team.org.update_role(team.owner, role_id, NOW, permissions=["manage:servers"])
-    assert team.org.get_role(role_id)["permissions"] == ["manage:servers", "view:servers"]
+    assert team.org.get_role(role_id).permissions == {"manage:servers", "view:servers"}
 
 
 def test_role_held_by_a_member_cannot_be_deleted(team: Team) -> None:
@@ -315,7 +317,7 @@ def test_member_cannot_update_role_with_permissions_they_lack(team: Team) -> Non
     role_id = custom_role(team, ["view:billing"])
     with pytest.raises(err.PrivilegeEscalationError):
         team.org.update_role(team.lead, role_id, NOW, permissions=["manage:billing"])
-    assert team.org.get_role(role_id)["permissions"] == ["view:billing"]
+    assert team.org.get_role(role_id).permissions == {"view:billing"}
     assert team.events() == []
 
 
@@ -430,7 +432,7 @@ def test_admin_can_invite_member(team: Team) -> None:
     assert isinstance(invited, Organization.MemberInvited)
     assert (invited.invitation_id, invited.email) == (invitation_id, "new.person@example.com")
     assert (invited.role_id, invited.expires_at) == (role(team.org, "developer"), NOW + 7 * DAY)
-    assert team.org.get_invitation(invitation_id)["invited_by"] == team.admin.user_id
+    assert team.org.get_invitation(invitation_id).invited_by == team.admin.user_id
     assert team.org.invitation_status(team.org.get_invitation(invitation_id), NOW) == "pending"
 
 
@@ -487,7 +489,7 @@ def test_can_invite_again_when_the_previous_invitation_expired(team: Team) -> No
     old = invite(team.org, team.owner, email, role(team.org, "viewer"), days=1)
     new = invite(team.org, team.owner, email, role(team.org, "viewer"), now=NOW + 2 * DAY)
     assert team.events()[-1].replaces_invitation_id == old
-    assert team.org.get_invitation(old)["status"] == "expired"
+    assert team.org.get_invitation(old).status == "expired"
     assert team.org.invitation_status(team.org.get_invitation(new), NOW + 2 * DAY) == "pending"
 
 
@@ -581,12 +583,12 @@ def test_expired_invitation_can_be_resent_and_then_accepted(team: Team) -> None:
 
 def test_resend_gives_a_new_nonce_and_a_new_expiry(team: Team) -> None:
     invitation_id = invite(team.org, team.owner, new_actor().email, role(team.org, "viewer"), days=3)
-    old_nonce = team.org.get_invitation(invitation_id)["token_nonce"]
+    old_nonce = team.org.get_invitation(invitation_id).token_nonce
     team.org.resend_invitation(team.admin, invitation_id, nonce := new_nonce(), NOW + DAY)
     resent = team.events()[-1]
     assert isinstance(resent, Organization.InvitationResent)
     assert (resent.token_nonce, resent.expires_at) == (nonce, NOW + 4 * DAY)
-    assert team.org.get_invitation(invitation_id)["token_nonce"] == nonce != old_nonce
+    assert team.org.get_invitation(invitation_id).token_nonce == nonce != old_nonce
 
 
 def test_cannot_resend_a_non_pending_invitation(team: Team) -> None:
@@ -653,7 +655,7 @@ def test_admin_can_create_invite_link(team: Team) -> None:
     assert isinstance(created, Organization.InviteLinkCreated)
     assert (created.link_id, created.role_id, created.code_nonce) == (link_id, role(team.org, "developer"), nonce)
     assert (created.max_uses, created.expires_at) == (0, NOW + 7 * DAY)
-    assert team.org.get_invite_link(link_id)["use_count"] == 0
+    assert team.org.get_invite_link(link_id).use_count == 0
 
 
 def test_viewer_cannot_create_invite_link(team: Team) -> None:
@@ -674,7 +676,7 @@ def test_link_with_zero_max_uses_is_unlimited(team: Team) -> None:
     link_id = create_link(team.org, team.owner, role(team.org, "viewer"), max_uses=0)
     for _ in range(5):
         redeem(team.org, new_actor(), link_id)
-    assert team.org.get_invite_link(link_id)["use_count"] == 5
+    assert team.org.get_invite_link(link_id).use_count == 5
 
 
 @pytest.mark.parametrize("max_uses", [-1, True, False, 1.0, "3", None])
@@ -705,7 +707,7 @@ def test_redeeming_a_link_joins_with_its_role_and_counts_the_use(team: Team) -> 
     assert isinstance(joined, Organization.MemberJoinedByLink)
     assert (joined.link_id, joined.user_id, joined.email) == (link_id, user.user_id, user.email)
     assert role_of(team.org, user) == role(team.org, "developer")
-    assert team.org.get_invite_link(link_id)["use_count"] == 1
+    assert team.org.get_invite_link(link_id).use_count == 1
 
 
 def test_user_redeems_a_link_at_most_once(team: Team) -> None:
@@ -742,7 +744,7 @@ def test_used_up_link_is_refused(team: Team) -> None:
     team.events()
     with pytest.raises(err.InviteLinkUsedUpError):
         redeem(team.org, new_actor(), link_id)
-    assert team.org.get_invite_link(link_id)["use_count"] == 1
+    assert team.org.get_invite_link(link_id).use_count == 1
     assert team.events() == []
 
 

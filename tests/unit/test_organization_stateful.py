@@ -60,6 +60,7 @@ messages, and the Team Management guide in the seeds):
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -73,7 +74,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from membership import exceptions as err
 from membership.application import Organizations, project_organization
-from membership.domain import Actor
+from membership.inputs import Actor
 
 T = TypeVar("T")
 
@@ -186,7 +187,7 @@ class OrganizationMachine(RuleBasedStateMachine):
         self.org_id = receipt.organization_id
         org = self.app.get_organization(self.org_id)
         # -- the reference model: plain dicts --
-        self.system_roles = {role["key"]: role_id for role_id, role in org.roles.items() if role["system"]}
+        self.system_roles = {str(role.key): role_id for role_id, role in org.roles.items() if role.system}
         assert set(self.system_roles) == set(SYSTEM_PERMISSIONS)
         self.roles: dict[str, dict[str, Any]] = {
             role_id: {"name": SYSTEM_NAMES[key], "permissions": SYSTEM_PERMISSIONS[key], "system": True}
@@ -793,56 +794,55 @@ class OrganizationMachine(RuleBasedStateMachine):
     def exactly_one_owner_who_is_a_member(self) -> None:
         with self.app.reading(self.org_id) as org:  # shared and read-only: no copy
             owner_role = self.system_roles["owner"]
-            owners = [member_id for member_id, m in org.members.items() if m["role_id"] == owner_role]
+            owners = [member_id for member_id, m in org.members.items() if str(m.role_id) == owner_role]
             assert len(owners) == 1, f"owners: {owners}"
             assert org.owner_member_id == owners[0]
-            assert org.members[owners[0]]["user_id"] == self.owner
+            assert org.owner.user_id == self.owner
 
     @invariant()
     def members_match_the_model(self) -> None:
         with self.app.reading(self.org_id) as org:  # shared and read-only: no copy
-            actual = {m["user_id"]: (member_id, m["role_id"], m["email"]) for member_id, m in org.members.items()}
+            actual = {m.user_id: (member_id, str(m.role_id), m.email) for member_id, m in org.members.items()}
             modelled = {user: (m["member_id"], m["role"], m["email"]) for user, m in self.members.items()}
             assert actual == modelled
 
     @invariant()
     def nobody_is_both_member_and_pending_invitee(self) -> None:
         with self.app.reading(self.org_id) as org:  # shared and read-only: no copy
-            member_emails = {m["email"] for m in org.members.values()}
-            pending = {inv["email"] for inv in org.invitations.values() if inv["status"] == "pending"}
+            member_emails = {m.email for m in org.members.values()}
+            pending = {inv.email for inv in org.invitations.values() if inv.status == "pending"}
             assert not member_emails & pending, f"members with an open invitation: {member_emails & pending}"
 
     @invariant()
     def links_are_never_over_used(self) -> None:
         with self.app.reading(self.org_id) as org:  # shared and read-only: no copy
             for link_id, link in org.links.items():
-                assert not link["max_uses"] or link["use_count"] <= link["max_uses"], f"link {link_id}: {link}"
+                assert not link.max_uses or link.use_count <= link.max_uses, f"link {link_id}: {link}"
 
     @invariant()
     def no_member_holds_a_deleted_role(self) -> None:
         with self.app.reading(self.org_id) as org:  # shared and read-only: no copy
             for member_id, member in org.members.items():
-                assert member["role_id"] in org.roles, f"member {member_id} holds deleted role {member['role_id']}"
+                assert str(member.role_id) in org.roles, f"member {member_id} holds deleted role {member.role_id}"
 
     @invariant()
     def invitations_links_and_roles_match_the_model(self) -> None:
         with self.app.reading(self.org_id) as org:  # shared and read-only: no copy
             status = {"replaced": "expired"}
             assert {
-                i: (inv["email"], inv["role_id"], inv["status"], inv["expires_at"])
-                for i, inv in org.invitations.items()
+                i: (inv.email, str(inv.role_id), inv.status, inv.expires_at) for i, inv in org.invitations.items()
             } == {
                 i: (inv["email"], inv["role"], status.get(inv["status"], inv["status"]), inv["expires_at"])
                 for i, inv in self.invitations.items()
             }
             assert {
                 i: (
-                    link["role_id"],
-                    link["max_uses"],
-                    link["use_count"],
-                    link["expires_at"],
-                    link["deleted"],
-                    set(link["redeemed_by"]),
+                    str(link.role_id),
+                    link.max_uses,
+                    link.use_count,
+                    link.expires_at,
+                    link.deleted,
+                    set(org.redemptions[i]),
                 )
                 for i, link in org.links.items()
             } == {
@@ -856,26 +856,34 @@ class OrganizationMachine(RuleBasedStateMachine):
                 )
                 for i, link in self.links.items()
             }
-            assert {i: (r["name"], frozenset(r["permissions"]), r["system"]) for i, r in org.roles.items()} == {
+            assert {i: (r.name, r.permissions, r.system) for i, r in org.roles.items()} == {
                 i: (r["name"], r["permissions"], r["system"]) for i, r in self.roles.items()
             }
 
     @invariant()
     def the_aggregate_indexes_agree_with_its_records(self) -> None:
         with self.app.reading(self.org_id) as org:  # shared and read-only: no copy
-            assert org.member_by_user == {m["user_id"]: member_id for member_id, m in org.members.items()}
-            assert org.member_by_email == {m["email"]: member_id for member_id, m in org.members.items()}
+            assert all(
+                str(record.id) == key
+                for records in (org.members, org.invitations, org.links, org.roles)
+                for key, record in records.items()
+            )
+            assert org.member_by_user == {m.user_id: member_id for member_id, m in org.members.items()}
+            assert org.member_by_email == {m.email: member_id for member_id, m in org.members.items()}
             counts: dict[str, int] = {}
             for m in org.members.values():
-                counts[m["role_id"]] = counts.get(m["role_id"], 0) + 1
+                counts[str(m.role_id)] = counts.get(str(m.role_id), 0) + 1
             assert org.role_member_counts == counts
             assert org.pending_by_email == {
-                inv["email"]: i for i, inv in org.invitations.items() if inv["status"] == "pending"
+                inv.email: i for i, inv in org.invitations.items() if inv.status == "pending"
+            }
+            assert {i: len(users) for i, users in org.redemptions.items()} == {
+                i: link.use_count for i, link in org.links.items()
             }
 
     @invariant()
     def replaying_the_stored_events_rebuilds_an_equal_aggregate(self) -> None:
-        """From the event store, not the cache; and the state is JSON-safe, so a snapshot would restore it too."""
+        """From the event store, not the cache; and a snapshot (its records transcoded) restores it too."""
         events = list(self.app.events.get(self.org_id))
         replayed = project_organization(None, events)
         current = self.app.get_organization(self.org_id)
@@ -887,7 +895,8 @@ class OrganizationMachine(RuleBasedStateMachine):
 
 
 OrganizationMachine.TestCase.settings = settings(
-    max_examples=350,
+    # 120 runs of 50 steps in the suite (about 15 s); MEMBERSHIP_STATEFUL_EXAMPLES=2000 searches deeper.
+    max_examples=int(os.environ.get("MEMBERSHIP_STATEFUL_EXAMPLES", "120")),
     stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

@@ -181,22 +181,22 @@ class Mailer(BackgroundLoop):
         with self.organizations.reading(organization_id) as org:
             stored = org.invitations.get(str(invitation_id))
             now = self.now()
-            if stored is None or stored["token_nonce"] != delivery.token_nonce:
+            if stored is None or stored.token_nonce != delivery.token_nonce:
                 return None  # replaced by a resend, whose own delivery carries the new token
             if org.invitation_status(stored, now) != "pending":
                 return None  # accepted, cancelled or expired: nothing more to send
-            inviter = org.member_for_user(stored["invited_by"])
+            inviter = org.member_for_user(stored.invited_by)
             inviter_label = (
-                (inviter["name"] or inviter["email"]) if inviter else (delivery.inviter_email or "An administrator")
+                (inviter.name or inviter.email) if inviter else (delivery.inviter_email or "An administrator")
             )
-            role = org.roles[stored["role_id"]]["name"]
-            name, expires_at = org.name, stored["expires_at"]
+            role = org.get_role(stored.role_id).name
+            name, expires_at = org.name, stored.expires_at
         token = self.organizations.signer.derive(INVITATION, organization_id, invitation_id, delivery.token_nonce)
         return Invitation(
             organization=name,
             inviter=inviter_label,
             role=role,
-            recipient=stored["email"],
+            recipient=stored.email,
             expires_at=expires_at,
             accept_url=f"{self.public_url}/invite/accept?token={token}",
         )

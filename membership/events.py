@@ -1,0 +1,334 @@
+"""Every event of an Organization, and how each one changes its state.
+
+Events are forever: a stored event names its class by its pinned `TOPIC`
+(`membership:Organization.MemberInvited`), which the Organization registers, so
+these classes may move but their topics and fields may not change (add fields
+with defaults, or bump `class_version` with an upcaster). They are reachable as
+`Organization.MemberInvited` and so on. `tests/fixtures/` holds stored events
+of every type that must always replay.
+
+`apply` re-runs on every replay: it only assigns state, from the event's own
+fields (never the clock, ids or anything looked up elsewhere). Records are
+frozen: a change replaces one (`membership.state.change`), and the functions at
+the end keep the aggregate's indexes in step with its records.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from membership.state import Invitation, InvitationStatus, InviteLink, Member, Role, change
+
+if TYPE_CHECKING:
+    from membership.organization import Organization
+
+
+class Event(Aggregate.Event):
+    """Every event records who caused it."""
+
+    actor_id: str
+    actor_email: str
+
+
+class Created(Event, Aggregate.Created):
+    TOPIC = "membership:Organization.Created"
+    name: str
+    roles: list[dict[str, Any]]
+
+
+class MemberJoined(Event):
+    """The creator joined as the Owner."""
+
+    TOPIC = "membership:Organization.MemberJoined"
+    member_id: UUID
+    user_id: str
+    email: str
+    name: str
+    role_id: UUID
+
+    def apply(self, org: Organization) -> None:
+        _add_member(org, Member(self.member_id, self.user_id, self.email, self.name, self.role_id, self.timestamp))
+        if self.role_id == org.owner_role_id:
+            org.owner_member_id = str(self.member_id)
+
+
+class MemberInvited(Event):
+    TOPIC = "membership:Organization.MemberInvited"
+    invitation_id: UUID
+    email: str
+    role_id: UUID
+    expires_at: datetime
+    expires_in_days: int
+    token_nonce: str
+    replaces_invitation_id: UUID | None = None
+
+    def apply(self, org: Organization) -> None:
+        if self.replaces_invitation_id is not None:
+            _close_invitation(org, self.replaces_invitation_id, "expired")
+        org.invitations[str(self.invitation_id)] = Invitation(
+            id=self.invitation_id,
+            email=self.email,
+            role_id=self.role_id,
+            status="pending",
+            expires_at=self.expires_at,
+            expires_in_days=self.expires_in_days,
+            invited_by=self.actor_id,
+            token_nonce=self.token_nonce,
+        )
+        org.pending_by_email[self.email] = str(self.invitation_id)
+
+
+class InvitationResent(Event):
+    TOPIC = "membership:Organization.InvitationResent"
+    invitation_id: UUID
+    expires_at: datetime
+    token_nonce: str
+
+    def apply(self, org: Organization) -> None:
+        # The new token gets an e-mail of its own.
+        change(
+            org.invitations,
+            self.invitation_id,
+            expires_at=self.expires_at,
+            token_nonce=self.token_nonce,
+            email_status=None,
+        )
+
+
+class InvitationCancelled(Event):
+    TOPIC = "membership:Organization.InvitationCancelled"
+    invitation_id: UUID
+    email: str
+
+    def apply(self, org: Organization) -> None:
+        _close_invitation(org, self.invitation_id, "cancelled")
+
+
+class InviteAccepted(Event):
+    TOPIC = "membership:Organization.InviteAccepted"
+    invitation_id: UUID
+    member_id: UUID
+    user_id: str
+    email: str
+    name: str
+    role_id: UUID
+
+    def apply(self, org: Organization) -> None:
+        _close_invitation(org, self.invitation_id, "accepted")
+        _add_member(org, Member(self.member_id, self.user_id, self.email, self.name, self.role_id, self.timestamp))
+
+
+class InviteLinkCreated(Event):
+    TOPIC = "membership:Organization.InviteLinkCreated"
+    link_id: UUID
+    role_id: UUID
+    max_uses: int
+    expires_at: datetime
+    code_nonce: str
+
+    def apply(self, org: Organization) -> None:
+        key = str(self.link_id)
+        org.links[key] = InviteLink(
+            id=self.link_id,
+            role_id=self.role_id,
+            max_uses=self.max_uses,
+            use_count=0,
+            expires_at=self.expires_at,
+            code_nonce=self.code_nonce,
+            created_by=self.actor_id,
+        )
+        org.redemptions[key] = {}
+
+
+class InviteLinkDeleted(Event):
+    TOPIC = "membership:Organization.InviteLinkDeleted"
+    link_id: UUID
+
+    def apply(self, org: Organization) -> None:
+        change(org.links, self.link_id, deleted=True)
+
+
+class MemberJoinedByLink(Event):
+    """Joining by link also cancels a pending invitation to the same e-mail."""
+
+    TOPIC = "membership:Organization.MemberJoinedByLink"
+    link_id: UUID
+    member_id: UUID
+    user_id: str
+    email: str
+    name: str
+    role_id: UUID
+    cancelled_invitation_id: UUID | None = None
+
+    def apply(self, org: Organization) -> None:
+        key = str(self.link_id)
+        change(org.links, self.link_id, use_count=org.links[key].use_count + 1)
+        org.redemptions[key][self.user_id] = str(self.member_id)
+        if self.cancelled_invitation_id is not None:
+            _close_invitation(org, self.cancelled_invitation_id, "cancelled")
+        _add_member(org, Member(self.member_id, self.user_id, self.email, self.name, self.role_id, self.timestamp))
+
+
+class RoleChanged(Event):
+    TOPIC = "membership:Organization.RoleChanged"
+    member_id: UUID
+    email: str
+    old_role_id: UUID
+    role_id: UUID
+
+    def apply(self, org: Organization) -> None:
+        _set_role(org, self.member_id, self.role_id)
+
+
+class MemberRemoved(Event):
+    TOPIC = "membership:Organization.MemberRemoved"
+    member_id: UUID
+    user_id: str
+    email: str
+
+    def apply(self, org: Organization) -> None:
+        _drop_member(org, self.member_id)
+
+
+class MemberLeft(Event):
+    TOPIC = "membership:Organization.MemberLeft"
+    member_id: UUID
+    user_id: str
+    email: str
+
+    def apply(self, org: Organization) -> None:
+        _drop_member(org, self.member_id)
+
+
+class OwnershipTransferred(Event):
+    """The new Owner gets the Owner role; the old Owner becomes an Admin."""
+
+    TOPIC = "membership:Organization.OwnershipTransferred"
+    from_member_id: UUID
+    to_member_id: UUID
+    to_email: str
+    previous_role_id: UUID
+    demoted_to_role_id: UUID
+
+    def apply(self, org: Organization) -> None:
+        _set_role(org, self.from_member_id, self.demoted_to_role_id)
+        _set_role(org, self.to_member_id, org.owner_role_id)
+        org.owner_member_id = str(self.to_member_id)
+
+
+class RoleCreated(Event):
+    TOPIC = "membership:Organization.RoleCreated"
+    role_id: UUID
+    name: str
+    description: str
+    permissions: list[str]
+
+    def apply(self, org: Organization) -> None:
+        org.roles[str(self.role_id)] = Role(self.role_id, self.name, self.description, frozenset(self.permissions))
+
+
+class RoleUpdated(Event):
+    TOPIC = "membership:Organization.RoleUpdated"
+    role_id: UUID
+    name: str
+    description: str
+    permissions: list[str]
+
+    def apply(self, org: Organization) -> None:
+        change(
+            org.roles,
+            self.role_id,
+            name=self.name,
+            description=self.description,
+            permissions=frozenset(self.permissions),
+        )
+
+
+class RoleDeleted(Event):
+    TOPIC = "membership:Organization.RoleDeleted"
+    role_id: UUID
+    name: str
+
+    def apply(self, org: Organization) -> None:
+        del org.roles[str(self.role_id)]
+        org.role_member_counts.pop(str(self.role_id), None)
+
+
+class InvitationEmailSent(Event):
+    """The mailer handed the e-mail for the invitation's current token to the mail server."""
+
+    TOPIC = "membership:Organization.InvitationEmailSent"
+    invitation_id: UUID
+    email: str
+    message_id: str
+
+    def apply(self, org: Organization) -> None:
+        change(org.invitations, self.invitation_id, email_status="sent")
+
+
+class InvitationEmailFailed(Event):
+    """The mail server refused the invitation's e-mail for good."""
+
+    TOPIC = "membership:Organization.InvitationEmailFailed"
+    invitation_id: UUID
+    email: str
+    message_id: str
+    reason: str
+
+    def apply(self, org: Organization) -> None:
+        change(org.invitations, self.invitation_id, email_status="failed")
+
+
+class EventSkipped(Event):
+    """An operator gave up applying one stored event to one read model (kept for auditors).
+
+    Changes no state: the organization's events are all still there; one read model
+    went on without the one at `position`.
+    """
+
+    TOPIC = "membership:Organization.EventSkipped"
+    projection: str
+    position: int
+    event_type: str
+    reason: str
+
+
+# -- state changes shared by several events: records and the indexes that point at them ------------------------
+def _add_member(org: Organization, member: Member) -> None:
+    key = str(member.id)
+    org.members[key] = member
+    org.member_by_user[member.user_id] = key
+    org.member_by_email[member.email] = key
+    _count_role(org, member.role_id, +1)
+
+
+def _drop_member(org: Organization, member_id: UUID) -> None:
+    member = org.members.pop(str(member_id))
+    del org.member_by_user[member.user_id]
+    del org.member_by_email[member.email]
+    _count_role(org, member.role_id, -1)
+
+
+def _set_role(org: Organization, member_id: UUID, role_id: UUID) -> None:
+    _count_role(org, org.members[str(member_id)].role_id, -1)
+    change(org.members, member_id, role_id=role_id)
+    _count_role(org, role_id, +1)
+
+
+def _count_role(org: Organization, role_id: UUID, delta: int) -> None:
+    key = str(role_id)
+    count = org.role_member_counts.get(key, 0) + delta
+    if count:
+        org.role_member_counts[key] = count
+    else:
+        org.role_member_counts.pop(key, None)
+
+
+def _close_invitation(org: Organization, invitation_id: UUID, status: InvitationStatus) -> None:
+    invitation = change(org.invitations, invitation_id, status=status)
+    if org.pending_by_email.get(invitation.email) == str(invitation_id):
+        del org.pending_by_email[invitation.email]

@@ -1,0 +1,251 @@
+"""What an Organization holds: small frozen records, replaced (never changed) when an event applies.
+
+The aggregate keeps them in dicts keyed by the record's id as text (`str(record.id)`), and its
+indexes point at those keys: a snapshot is the aggregate's attributes as JSON, whose object
+keys are strings. Inside a record, ids are `UUID`s and times `datetime`s. Each record
+has a transcoding (registered by `Organizations`) that stores it as a JSON object of plain
+values. Snapshots taken before the records existed (aggregate class_version 1) hold plain
+dicts; `upcast_v1_v2` turns them into records, so they load to the state a replay gives.
+
+A field added to a record later needs a default, and its transcoding's `decode` must accept
+the stored form without it: snapshots of the previous shape are still in the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from functools import lru_cache
+from typing import Any, Literal, TypeVar
+from uuid import UUID
+
+from eventsourcing.persistence import JSONTranscoder, Transcoding
+
+InvitationStatus = Literal["pending", "accepted", "cancelled", "expired"]
+EmailStatus = Literal["sent", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    id: UUID
+    name: str
+    description: str
+    permissions: frozenset[str]  # closed: every `manage` with its `view`
+    key: str | None = None  # a system role's key ("owner", "admin", ...); custom roles have none
+
+    @property
+    def system(self) -> bool:
+        """System roles cannot be edited or deleted."""
+        return self.key is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    id: UUID
+    user_id: str
+    email: str
+    name: str
+    role_id: UUID
+    joined_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Invitation:
+    id: UUID
+    email: str
+    role_id: UUID
+    status: InvitationStatus  # as recorded: expiry needs no event (see Organization.invitation_status)
+    expires_at: datetime
+    expires_in_days: int
+    invited_by: str  # the inviter's user id
+    token_nonce: str
+    email_status: EmailStatus | None = None  # what became of the e-mail for the current token
+
+
+@dataclass(frozen=True, slots=True)
+class InviteLink:
+    id: UUID
+    role_id: UUID
+    max_uses: int  # 0: unlimited
+    use_count: int
+    expires_at: datetime
+    code_nonce: str
+    created_by: str  # the creator's user id
+    deleted: bool = False
+
+
+Record = TypeVar("Record", Role, Member, Invitation, InviteLink)
+
+
+def change(records: dict[str, Record], record_id: UUID, **changes: Any) -> Record:
+    """Replace the record with `record_id` by a copy with `changes`; returns the copy."""
+    key = str(record_id)
+    records[key] = updated = replace(records[key], **changes)
+    return updated
+
+
+def role_as_dict(role: Role) -> dict[str, Any]:
+    """A role as `Organization.Created` carries it (and dict-state snapshots held it)."""
+    return {
+        "id": str(role.id),
+        "key": role.key,
+        "name": role.name,
+        "description": role.description,
+        "permissions": sorted(role.permissions),
+        "system": role.system,
+    }
+
+
+def role_from_dict(role: dict[str, Any]) -> Role:
+    return Role(UUID(role["id"]), role["name"], role["description"], frozenset(role["permissions"]), role["key"])
+
+
+# -- transcodings: each record as a JSON object of plain values -------------------------------------------------
+@lru_cache(maxsize=4096)
+def _role_id(text: str) -> UUID:
+    """Role ids repeat in every member, invitation and link: parse each once (a snapshot has 100,000s)."""
+    return UUID(text)
+
+
+class RoleAsDict(Transcoding):
+    type = Role
+    name = "membership_role"
+
+    def encode(self, obj: Role) -> dict[str, Any]:
+        return role_as_dict(obj)
+
+    def decode(self, data: dict[str, Any]) -> Role:
+        return role_from_dict(data)
+
+
+class MemberAsDict(Transcoding):
+    type = Member
+    name = "membership_member"
+
+    def encode(self, obj: Member) -> dict[str, Any]:
+        return {
+            "id": str(obj.id),
+            "user_id": obj.user_id,
+            "email": obj.email,
+            "name": obj.name,
+            "role_id": str(obj.role_id),
+            "joined_at": obj.joined_at.isoformat(),
+        }
+
+    def decode(self, data: dict[str, Any]) -> Member:
+        return Member(
+            UUID(data["id"]),
+            data["user_id"],
+            data["email"],
+            data["name"],
+            _role_id(data["role_id"]),
+            datetime.fromisoformat(data["joined_at"]),
+        )
+
+
+class InvitationAsDict(Transcoding):
+    type = Invitation
+    name = "membership_invitation"
+
+    def encode(self, obj: Invitation) -> dict[str, Any]:
+        return {
+            "id": str(obj.id),
+            "email": obj.email,
+            "role_id": str(obj.role_id),
+            "status": obj.status,
+            "expires_at": obj.expires_at.isoformat(),
+            "expires_in_days": obj.expires_in_days,
+            "invited_by": obj.invited_by,
+            "token_nonce": obj.token_nonce,
+            "email_status": obj.email_status,
+        }
+
+    def decode(self, data: dict[str, Any]) -> Invitation:
+        return Invitation(
+            UUID(data["id"]),
+            data["email"],
+            _role_id(data["role_id"]),
+            data["status"],
+            datetime.fromisoformat(data["expires_at"]),
+            data["expires_in_days"],
+            data["invited_by"],
+            data["token_nonce"],
+            data["email_status"],
+        )
+
+
+class InviteLinkAsDict(Transcoding):
+    type = InviteLink
+    name = "membership_invite_link"
+
+    def encode(self, obj: InviteLink) -> dict[str, Any]:
+        return {
+            "id": str(obj.id),
+            "role_id": str(obj.role_id),
+            "max_uses": obj.max_uses,
+            "use_count": obj.use_count,
+            "expires_at": obj.expires_at.isoformat(),
+            "code_nonce": obj.code_nonce,
+            "created_by": obj.created_by,
+            "deleted": obj.deleted,
+        }
+
+    def decode(self, data: dict[str, Any]) -> InviteLink:
+        return InviteLink(
+            UUID(data["id"]),
+            _role_id(data["role_id"]),
+            data["max_uses"],
+            data["use_count"],
+            datetime.fromisoformat(data["expires_at"]),
+            data["code_nonce"],
+            data["created_by"],
+            data["deleted"],
+        )
+
+
+def register_transcodings(transcoder: JSONTranscoder) -> None:
+    for transcoding in (RoleAsDict(), MemberAsDict(), InvitationAsDict(), InviteLinkAsDict()):
+        transcoder.register(transcoding)
+
+
+# -- snapshots of the dict state (class_version 1) ---------------------------------------------------------------
+def upcast_v1_v2(state: dict[str, Any]) -> None:
+    """Records for the dicts of a snapshot taken before they existed; the content is the same.
+
+    A link's `redeemed_by` (user id -> member id) moves to the aggregate's `redemptions`,
+    so that joining by link does not copy it into a new frozen record each time.
+    """
+    links: dict[str, dict[str, Any]] = state["links"]
+    state["roles"] = {key: role_from_dict(role) for key, role in state["roles"].items()}
+    state["members"] = {
+        key: Member(UUID(key), m["user_id"], m["email"], m["name"], UUID(m["role_id"]), m["joined_at"])
+        for key, m in state["members"].items()
+    }
+    state["invitations"] = {
+        key: Invitation(
+            UUID(key),
+            i["email"],
+            UUID(i["role_id"]),
+            i["status"],
+            i["expires_at"],
+            i["expires_in_days"],
+            i["invited_by"],
+            i["token_nonce"],
+            i.get("email_status"),
+        )
+        for key, i in state["invitations"].items()
+    }
+    state["links"] = {
+        key: InviteLink(
+            UUID(key),
+            UUID(link["role_id"]),
+            link["max_uses"],
+            link["use_count"],
+            link["expires_at"],
+            link["code_nonce"],
+            link["created_by"],
+            link["deleted"],
+        )
+        for key, link in links.items()
+    }
+    state["redemptions"] = {key: dict(link["redeemed_by"]) for key, link in links.items()}
