@@ -92,14 +92,11 @@ class Services:
             log.exception("the rebuild of a changed read model stopped")
 
     def close(self) -> None:
-        if self.snapshots is not None:
-            self.snapshots.stop()
-        if self.jobs is not None:
-            self.jobs.stop()
-        if self.mailer is not None:
-            self.mailer.stop()
-        if self.runner is not None:
-            self.runner.stop()
+        loops = [loop for loop in (self.snapshots, self.jobs, self.mailer, self.runner) if loop is not None]
+        for loop in loops:  # all asked at once: each finishes its round side by side
+            loop.request_stop()
+        for loop in loops:
+            loop.join()
         self.read_db.close()
         self.organizations.close()
 

@@ -57,7 +57,12 @@ def postgres_database_url(postgres_server_url: str) -> Iterator[str]:
 
 @pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The database URL of one real store, empty; tests using it run once per store.
+    """The database URL of one real store, empty; tests using it run once per store."""
+    return store_url(request, tmp_path)
+
+
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database of the store `request.param` names.
 
     On PostgreSQL each test gets a schema of its own, so tests never see each other's tables.
     """

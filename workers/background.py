@@ -35,8 +35,15 @@ class BackgroundLoop(ABC):
         self._thread.start()
 
     def stop(self) -> None:
+        self.request_stop()
+        self.join()
+
+    def request_stop(self) -> None:
+        """Ask the loop to end after its current round (several loops then stop side by side)."""
         self._stop.set()
         self._wake.set()
+
+    def join(self) -> None:
         if self._thread is not None:
             self._thread.join(timeout=60)
 

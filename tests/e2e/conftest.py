@@ -1,4 +1,9 @@
-"""The whole stack over HTTP (Flask's test client), on SQLite and PostgreSQL.
+"""The whole stack over HTTP (Flask's test client).
+
+The HTTP concerns are tested on the embedded SQLite store. A module (or test) whose outcome
+the store can change — text the database may refuse, concurrent claims, keyset cursors over
+timestamps, parked events — also runs on PostgreSQL: it says so with `pytestmark = BOTH_STORES`.
+The stores' own behaviour is tested in tests/integration, on both.
 
 `api` is a small client that mints tokens for test users and speaks JSON;
 projections run in a background thread as in production, and every command
@@ -9,11 +14,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import jwt
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
@@ -21,9 +28,18 @@ from api import create_app
 from membership import Actor
 from service.bootstrap import Services, build_services
 from service.settings import Settings
+from tests.conftest import STORES, store_url
 from tests.factories import Clock, new_actor
 
 JWT_SECRET = "e2e-jwt-secret-" + "s" * 32
+BOTH_STORES = pytest.mark.parametrize("store", STORES, indirect=True)
+POSTGRES_ONLY = pytest.mark.parametrize("store", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+
+
+@pytest.fixture(params=["sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """SQLite, unless the test asks for both stores (BOTH_STORES)."""
+    return store_url(request, tmp_path)
 
 
 User = Actor  # who calls the API: the token's sub, email and name
@@ -122,12 +138,27 @@ def api_settings(store: str, settings_for: Callable[..., Settings]) -> Settings:
     return settings_for(store, MEMBERSHIP_JWT_SECRET=JWT_SECRET, MEMBERSHIP_PUBLIC_URL="https://ocore.example.com")
 
 
+_APPS: list[Flask] = []
+
+
+def app_over(services: Services, instance: int = 0) -> Flask:
+    """The API over this test's parts. Building a Flask app costs ~0.1 s (flask-smorest writes the
+    OpenAPI document), more than most tests, so each instance is built once per session and then
+    pointed at the test's own parts, as `create_app` itself does; its other state is configuration."""
+    services.settings.token_verification()  # what create_app checks first
+    while len(_APPS) <= instance:
+        _APPS.append(create_app(services))
+    app = _APPS[instance]
+    app.extensions["membership"] = services
+    return app
+
+
 @pytest.fixture
 def api(api_settings: Settings) -> Iterator[ApiClient]:
     services = build_services(api_settings)
     clock = Clock()
     services.organizations.clock = clock
-    app = create_app(services)
+    app = app_over(services)
     services.start_projections()
     yield ApiClient(app.test_client(), services, clock)
     services.close()
@@ -138,5 +169,5 @@ def second_api(api: ApiClient, api_settings: Settings) -> Iterator[ApiClient]:
     """Another app instance on the same store, without projections of its own (another API process)."""
     services = build_services(api_settings)
     services.organizations.clock = api.clock
-    yield ApiClient(create_app(services).test_client(), services, api.clock)
+    yield ApiClient(app_over(services, instance=1).test_client(), services, api.clock)
     services.close()

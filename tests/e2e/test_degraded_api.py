@@ -7,8 +7,10 @@ from uuid import UUID
 
 from membership import Actor
 from projections.engine import parking, retrying
-from tests.e2e.conftest import ApiClient, problem
+from tests.e2e.conftest import BOTH_STORES, ApiClient, problem
 from tests.helpers import fix_the_bug, refuse_member_rows
+
+pytestmark = BOTH_STORES  # the store can change the outcome (see tests/e2e/conftest.py)
 
 
 def test_a_parked_organization_answers_503_while_other_tenants_and_health_carry_on(api: ApiClient) -> None:

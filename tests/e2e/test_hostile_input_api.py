@@ -16,7 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from projections.engine import parking
-from tests.e2e.conftest import JWT_SECRET, ApiClient, problem
+from tests.e2e.conftest import BOTH_STORES, JWT_SECRET, ApiClient, problem
+
+pytestmark = BOTH_STORES  # the store can change the outcome (see tests/e2e/conftest.py)
 
 HOSTILE = {
     "nul": "A\x00B",

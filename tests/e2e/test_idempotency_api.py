@@ -9,7 +9,9 @@ import pytest
 
 from api import commands, idempotency_keys
 from projections.engine.runner import ProjectionRunner
-from tests.e2e.conftest import ApiClient, User, problem
+from tests.e2e.conftest import BOTH_STORES, ApiClient, User, problem
+
+pytestmark = BOTH_STORES  # the store can change the outcome (see tests/e2e/conftest.py)
 
 
 def key(value: str) -> dict[str, str]:

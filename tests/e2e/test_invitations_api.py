@@ -13,7 +13,7 @@ from uuid import uuid4
 
 from werkzeug.test import TestResponse
 
-from tests.e2e.conftest import ApiClient, User, problem
+from tests.e2e.conftest import BOTH_STORES, ApiClient, User, problem
 
 INVITATION_FIELDS = {"id", "email", "status", "role", "invitedBy", "expiresAt", "createdAt"}
 LINK_FIELDS = {"id", "code", "url", "role", "maxUses", "useCount", "expiresAt", "createdBy", "createdAt"}
@@ -70,6 +70,7 @@ def when(text: str) -> datetime:
 
 
 # -- GET /api/invitations --------------------------------------------------------------------------------------
+@BOTH_STORES
 def test_invitations_list_pending_ones_newest_first_by_default(api: ApiClient) -> None:
     owner = api.user("owner")
     org = api.new_org(owner)
@@ -282,6 +283,7 @@ def test_accept_invite_with_another_email_is_403_and_the_invitation_stays_pendin
     assert accept(api, invitee, token).status_code == 200
 
 
+@BOTH_STORES
 def test_accept_an_expired_invitation_is_410_invitation_expired(api: ApiClient) -> None:
     owner = api.user("owner")
     org = api.new_org(owner)

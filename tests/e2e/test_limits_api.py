@@ -17,7 +17,9 @@ import pytest
 from werkzeug.test import TestResponse
 
 from service.settings import Settings
-from tests.e2e.conftest import JWT_SECRET, ApiClient, User, problem
+from tests.e2e.conftest import BOTH_STORES, JWT_SECRET, ApiClient, User, problem
+
+pytestmark = BOTH_STORES  # the store can change the outcome (see tests/e2e/conftest.py)
 
 LIMITS = {
     "MEMBERSHIP_INVITES_PER_HOUR": "10",

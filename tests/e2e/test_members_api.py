@@ -17,7 +17,7 @@ from werkzeug.test import TestResponse
 from membership.permissions import MANAGE_MEMBERS
 from projections import members as members_reads
 from service.settings import Settings
-from tests.e2e.conftest import JWT_SECRET, ApiClient, User, problem
+from tests.e2e.conftest import BOTH_STORES, JWT_SECRET, ApiClient, User, problem
 
 MEMBER_FIELDS = {"id", "userId", "email", "name", "role", "joinedAt", "lastActiveAt"}
 INVITATION_FIELDS = {"id", "email", "status", "role", "invitedBy", "expiresAt", "createdAt"}
@@ -56,6 +56,7 @@ def when(text: str) -> datetime:
 
 
 # -- GET /api/members ------------------------------------------------------------------------------------------
+@BOTH_STORES
 def test_members_list_shows_every_field_of_each_member_oldest_first(api: ApiClient) -> None:
     owner = api.user("owner")
     org = api.new_org(owner)
@@ -165,6 +166,7 @@ def test_members_filter_by_an_unknown_role_is_404(api: ApiClient) -> None:
     problem(api.get("/api/members?role=Wizard", owner, org), 404, "role_not_found")
 
 
+@BOTH_STORES
 def test_members_search_matches_email_or_name_case_insensitively(api: ApiClient) -> None:
     owner = api.user("owner")
     org = api.new_org(owner)
@@ -183,6 +185,7 @@ def test_members_search_matches_email_or_name_case_insensitively(api: ApiClient)
     assert nobody == {"members": [], "total": 0, "nextCursor": None}
 
 
+@BOTH_STORES
 def test_members_search_matches_underscores_in_emails_literally(api: ApiClient) -> None:
     owner = api.user("owner")
     org = api.new_org(owner)

@@ -1,4 +1,5 @@
-"""Schemathesis against the whole stack, on SQLite and PostgreSQL: the API answers as its OpenAPI document says.
+"""Schemathesis against the whole stack, on PostgreSQL (the production store, and the stricter one about
+text): the API answers as its OpenAPI document says.
 
 Requests are generated from /api/openapi.json, valid and invalid, in every phase of
 `schemathesis run` (coverage, fuzzing, stateful), and sent over HTTP to the real app with
@@ -31,8 +32,9 @@ from schemathesis.openapi.checks import RejectedPositiveData
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from service.settings import Settings
-from tests.e2e.conftest import JWT_SECRET, ApiClient, problem
+from tests.e2e.conftest import JWT_SECRET, POSTGRES_ONLY, ApiClient, problem
 
+pytestmark = POSTGRES_ONLY
 MAX_EXAMPLES = 10  # fuzzing examples per operation; the coverage and stateful phases add their own
 SEED = 20_251_128
 # A refusal is a 4xx (Schemathesis' defaults also allow 5xx here, leaving those to not_a_server_error).

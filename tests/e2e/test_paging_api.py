@@ -15,7 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from projections.engine.reading import encode_cursor
-from tests.e2e.conftest import ApiClient, User, problem
+from tests.e2e.conftest import BOTH_STORES, ApiClient, User, problem
+
+pytestmark = BOTH_STORES  # the store can change the outcome (see tests/e2e/conftest.py)
 
 SYSTEM_ROLES = ["Owner", "Admin", "Developer", "Viewer"]
 

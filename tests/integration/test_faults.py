@@ -41,6 +41,8 @@ from tests.servers import MEMBERSHIP, free_port, wait_until_up
 ROOT = Path(__file__).resolve().parents[2]
 JWT_SECRET = "fault-test-jwt-secret-" + "j" * 32
 CLIENTS = 6
+KEY_IN_USE_PATIENCE_S = 5.0
+MAILER_BATCH = 50  # deliveries one mailer claims at a time (workers.mail.mailer)
 EMAILS_DEADLINE_S = 90.0
 
 
@@ -200,6 +202,11 @@ def test_the_service_heals_from_faults_under_load_and_loses_nothing(postgres: Po
                             tally.last_success = time.monotonic()
                     if status not in (503, 409) or (status == 409 and body.get("code") != "idempotency_key_in_use"):
                         break
+                    if status == 409 and time.monotonic() > deadline - 60 + KEY_IN_USE_PATIENCE_S:
+                        # The first try may have died with the killed process: its key stays in use until it
+                        # is stale (a minute). A client moves on to its next invitation meanwhile; this one
+                        # was never acknowledged, so nothing is asserted about it.
+                        break
                     time.sleep(0.2)
 
         clients = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(CLIENTS)]
@@ -263,7 +270,8 @@ def test_the_service_heals_from_faults_under_load_and_loses_nothing(postgres: Po
         assert not [code for code in tally.statuses if code >= 500 and code != 503], tally.statuses
         assert tally.acknowledged <= set(received), sorted(tally.acknowledged - set(received))[:5]
         assert all(len(set(ids)) == 1 for ids in repeated.values()), repeated  # a repeat is the same message
-        assert len(repeated) <= 2, repeated  # at most what was in flight when the worker was killed
+        # At most what the killed worker had claimed and sent but not yet marked sent: one batch.
+        assert len(repeated) <= MAILER_BATCH, repeated
         assert all(seconds < 30 for _, seconds in tally.gaps), tally.gaps
         deadline = time.monotonic() + 30  # the last deliveries are being marked sent: health settles on "ok"
         while (health := request(base, "GET", "/api/health", token))[1].get("status") != "ok":
