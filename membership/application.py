@@ -8,6 +8,10 @@ Cost does not grow with the organization: aggregates are cached without the
 library's per-command deep copy (commands on one organization are serialised
 by a lock, and a failed command evicts its possibly half-changed copy), and
 snapshots are taken from the saved object rather than by replaying it again.
+
+One module of ~500 lines on purpose: it is the application's whole surface, one short method
+per use case (about thirty), and splitting one `Application` class across modules would hide
+the use cases rather than shorten them.
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from projections.engine import parking
 from tests.e2e.conftest import BOTH_STORES, JWT_SECRET, ApiClient, problem
 
-pytestmark = BOTH_STORES  # the store can change the outcome (see tests/e2e/conftest.py)
 
 HOSTILE = {
     "nul": "A\x00B",
@@ -85,6 +84,7 @@ def test_hostile_query_parameters_are_refused(api: ApiClient, scene: dict[str, A
     assert parameter.rpartition("?")[2].rstrip("=") in body["errors"]
 
 
+@BOTH_STORES  # what the store keeps (PostgreSQL refuses NUL in text; SQLite does not)
 def test_a_64_kib_string_is_refused_not_stored(api: ApiClient, scene: dict[str, Any]) -> None:
     for method, path, body in bodies(scene, "x" * 65536):
         response = api.request(method, path, scene["owner"], scene["org"], json=body)
@@ -130,6 +130,7 @@ printable_or_not = st.text(
 )
 
 
+@BOTH_STORES  # what the store keeps (PostgreSQL refuses NUL in text; SQLite does not)
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=printable_or_not, description=printable_or_not)
 def test_any_role_text_is_either_stored_exactly_as_readable_text_or_refused(
