@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from projections.engine import parking
 from tests.e2e.conftest import BOTH_STORES, JWT_SECRET, ApiClient, problem
 
-
 HOSTILE = {
     "nul": "A\x00B",
     "bell": "A\x07B",
