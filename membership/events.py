@@ -21,7 +21,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from membership.state import Invitation, InvitationStatus, InviteLink, Member, Role, change
+from membership.state import Invitation, InvitationStatus, InviteLink, Member, Role, change, key_of
 
 if TYPE_CHECKING:
     from membership.organization import Organization
@@ -53,7 +53,7 @@ class MemberJoined(Event):
     def apply(self, org: Organization) -> None:
         _add_member(org, Member(self.member_id, self.user_id, self.email, self.name, self.role_id, self.timestamp))
         if self.role_id == org.owner_role_id:
-            org.owner_member_id = str(self.member_id)
+            org.owner_member_id = key_of(self.member_id)
 
 
 class MemberInvited(Event):
@@ -69,7 +69,7 @@ class MemberInvited(Event):
     def apply(self, org: Organization) -> None:
         if self.replaces_invitation_id is not None:
             _close_invitation(org, self.replaces_invitation_id, "expired")
-        org.invitations[str(self.invitation_id)] = Invitation(
+        org.invitations[key_of(self.invitation_id)] = Invitation(
             id=self.invitation_id,
             email=self.email,
             role_id=self.role_id,
@@ -79,7 +79,7 @@ class MemberInvited(Event):
             invited_by=self.actor_id,
             token_nonce=self.token_nonce,
         )
-        org.pending_by_email[self.email] = str(self.invitation_id)
+        org.pending_by_email[self.email] = key_of(self.invitation_id)
 
 
 class InvitationResent(Event):
@@ -131,7 +131,7 @@ class InviteLinkCreated(Event):
     code_nonce: str
 
     def apply(self, org: Organization) -> None:
-        key = str(self.link_id)
+        key = key_of(self.link_id)
         org.links[key] = InviteLink(
             id=self.link_id,
             role_id=self.role_id,
@@ -165,9 +165,9 @@ class MemberJoinedByLink(Event):
     cancelled_invitation_id: UUID | None = None
 
     def apply(self, org: Organization) -> None:
-        key = str(self.link_id)
+        key = key_of(self.link_id)
         change(org.links, self.link_id, use_count=org.links[key].use_count + 1)
-        org.redemptions[key][self.user_id] = str(self.member_id)
+        org.redemptions[key][self.user_id] = key_of(self.member_id)
         if self.cancelled_invitation_id is not None:
             _close_invitation(org, self.cancelled_invitation_id, "cancelled")
         _add_member(org, Member(self.member_id, self.user_id, self.email, self.name, self.role_id, self.timestamp))
@@ -217,7 +217,7 @@ class OwnershipTransferred(Event):
     def apply(self, org: Organization) -> None:
         _set_role(org, self.from_member_id, self.demoted_to_role_id)
         _set_role(org, self.to_member_id, org.owner_role_id)
-        org.owner_member_id = str(self.to_member_id)
+        org.owner_member_id = key_of(self.to_member_id)
 
 
 class RoleCreated(Event):
@@ -228,7 +228,7 @@ class RoleCreated(Event):
     permissions: list[str]
 
     def apply(self, org: Organization) -> None:
-        org.roles[str(self.role_id)] = Role(self.role_id, self.name, self.description, frozenset(self.permissions))
+        org.roles[key_of(self.role_id)] = Role(self.role_id, self.name, self.description, frozenset(self.permissions))
 
 
 class RoleUpdated(Event):
@@ -254,8 +254,8 @@ class RoleDeleted(Event):
     name: str
 
     def apply(self, org: Organization) -> None:
-        del org.roles[str(self.role_id)]
-        org.role_member_counts.pop(str(self.role_id), None)
+        del org.roles[key_of(self.role_id)]
+        org.role_member_counts.pop(key_of(self.role_id), None)
 
 
 class InvitationEmailSent(Event):
@@ -299,7 +299,7 @@ class EventSkipped(Event):
 
 # -- state changes shared by several events: records and the indexes that point at them ------------------------
 def _add_member(org: Organization, member: Member) -> None:
-    key = str(member.id)
+    key = key_of(member.id)
     org.members[key] = member
     org.member_by_user[member.user_id] = key
     org.member_by_email[member.email] = key
@@ -307,20 +307,20 @@ def _add_member(org: Organization, member: Member) -> None:
 
 
 def _drop_member(org: Organization, member_id: UUID) -> None:
-    member = org.members.pop(str(member_id))
+    member = org.members.pop(key_of(member_id))
     del org.member_by_user[member.user_id]
     del org.member_by_email[member.email]
     _count_role(org, member.role_id, -1)
 
 
 def _set_role(org: Organization, member_id: UUID, role_id: UUID) -> None:
-    _count_role(org, org.members[str(member_id)].role_id, -1)
+    _count_role(org, org.members[key_of(member_id)].role_id, -1)
     change(org.members, member_id, role_id=role_id)
     _count_role(org, role_id, +1)
 
 
 def _count_role(org: Organization, role_id: UUID, delta: int) -> None:
-    key = str(role_id)
+    key = key_of(role_id)
     count = org.role_member_counts.get(key, 0) + delta
     if count:
         org.role_member_counts[key] = count
@@ -330,5 +330,5 @@ def _count_role(org: Organization, role_id: UUID, delta: int) -> None:
 
 def _close_invitation(org: Organization, invitation_id: UUID, status: InvitationStatus) -> None:
     invitation = change(org.invitations, invitation_id, status=status)
-    if org.pending_by_email.get(invitation.email) == str(invitation_id):
+    if org.pending_by_email.get(invitation.email) == key_of(invitation_id):
         del org.pending_by_email[invitation.email]

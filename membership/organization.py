@@ -48,7 +48,16 @@ from membership.permissions import (
     closure,
     unknown_permissions,
 )
-from membership.state import Invitation, InvitationStatus, InviteLink, Member, Role, role_as_dict, role_from_dict
+from membership.state import (
+    Invitation,
+    InvitationStatus,
+    InviteLink,
+    Member,
+    Role,
+    key_of,
+    role_as_dict,
+    role_from_dict,
+)
 from membership.text import check_text
 
 
@@ -289,7 +298,7 @@ class Organization(Aggregate):
             raise err.InviteLinkExpiredError("This invite link has expired.")
         email = validate_email(user.email)
         self.check_not_member(email, user.user_id)
-        if user.user_id in self.redemptions[str(link_id)]:
+        if user.user_id in self.redemptions[key_of(link_id)]:
             raise err.InviteLinkAlreadyUsedError("You have already used this invite link.")
         if link.max_uses and link.use_count >= link.max_uses:
             raise err.InviteLinkUsedUpError("This invite link has reached its maximum number of uses.")
@@ -432,13 +441,13 @@ class Organization(Aggregate):
         return None if key is None else self.members[key]
 
     def role_of(self, member: Member) -> Role:
-        return self.roles[str(member.role_id)]
+        return self.roles[key_of(member.role_id)]
 
     def permissions_of(self, member: Member) -> frozenset[str]:
         return self.role_of(member).permissions
 
     def is_owner(self, member: Member) -> bool:
-        return str(member.id) == self.owner_member_id
+        return key_of(member.id) == self.owner_member_id
 
     @staticmethod
     def is_expired(item: Invitation | InviteLink, now: datetime) -> bool:
@@ -451,25 +460,25 @@ class Organization(Aggregate):
         return invitation.status
 
     def get_member(self, member_id: UUID) -> Member:
-        member = self.members.get(str(member_id))
+        member = self.members.get(key_of(member_id))
         if member is None:
             raise err.MemberNotFoundError(f"No member {member_id} in this organization.")
         return member
 
     def get_invitation(self, invitation_id: UUID) -> Invitation:
-        invitation = self.invitations.get(str(invitation_id))
+        invitation = self.invitations.get(key_of(invitation_id))
         if invitation is None:
             raise err.InvitationNotFoundError(f"No invitation {invitation_id} in this organization.")
         return invitation
 
     def get_invite_link(self, link_id: UUID) -> InviteLink:
-        link = self.links.get(str(link_id))
+        link = self.links.get(key_of(link_id))
         if link is None:
             raise err.InviteLinkNotFoundError(f"No invite link {link_id} in this organization.")
         return link
 
     def get_role(self, role_id: UUID) -> Role:
-        role = self.roles.get(str(role_id))
+        role = self.roles.get(key_of(role_id))
         if role is None:
             raise err.RoleNotFoundError(f"No role {role_id} in this organization.")
         return role
@@ -517,7 +526,7 @@ class Organization(Aggregate):
                 raise err.RoleNameTakenError(f"A role named {role.name!r} already exists.")
 
     def check_role_unused(self, role_id: UUID) -> None:
-        if self.role_member_counts.get(str(role_id)):
+        if self.role_member_counts.get(key_of(role_id)):
             raise err.RoleInUseError("Members hold this role; give them another role first.")
         if any(self.invitations[key].role_id == role_id for key in self.pending_by_email.values()):
             raise err.RoleInUseError("Pending invitations grant this role; cancel them first.")
