@@ -12,7 +12,7 @@ import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 from uuid import UUID
 
 import jwt
@@ -28,7 +28,9 @@ from projections import members as members_reads
 from projections.engine import parking
 from projections.engine.store import OrganizationDegradedError
 from projections.members import MemberRecord
-from service.settings import TokenVerification
+
+if TYPE_CHECKING:  # settings are handed in by the service package (service.bootstrap)
+    from service.settings import TokenVerification
 
 ACTIVITY_INTERVAL_S = 60.0
 _last_touch: dict[tuple[str, str], float] = {}

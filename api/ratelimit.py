@@ -16,13 +16,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from flask import Response, after_this_request
 
 from api import idempotency, ratelimit_slots
 from api.context import services, utc_now
 from api.errors import ApiError
-from service.settings import Settings
+
+if TYPE_CHECKING:  # settings are handed in by the service package (service.bootstrap)
+    from service.settings import Settings
 
 log = logging.getLogger("api.ratelimit")
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from uuid import UUID
 
 from membership import Organizations
+from projections.engine.background import BackgroundLoop
 from projections.engine.reading import read
 from projections.engine.sql import ReadDatabase
-from workers.background import BackgroundLoop
 
 
 class JobRunner(BackgroundLoop):

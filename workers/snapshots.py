@@ -16,9 +16,9 @@ from eventsourcing.persistence import IntegrityError
 
 from membership import Organizations
 from membership.application import project_organization
+from projections.engine.background import BackgroundLoop
 from projections.engine.sql import ReadDatabase
 from workers import cursors
-from workers.background import BackgroundLoop
 
 log = logging.getLogger(__name__)
 ORGANIZATION_TOPIC_PREFIX = "membership:Organization."

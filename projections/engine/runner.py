@@ -28,6 +28,7 @@ from typing import Any
 
 from membership import Organizations
 from projections.engine import parking, tracking
+from projections.engine.background import BackgroundLoop
 from projections.engine.base import Projection, apply_batch
 from projections.engine.catalog import PROJECTIONS
 from projections.engine.decoding import ProjectionDecoder
@@ -35,7 +36,6 @@ from projections.engine.eventlog import read_batch
 from projections.engine.outages import is_systemic, is_transient
 from projections.engine.retrying import apply_or_park, describe, generation_target
 from projections.engine.sql import Cursor, ReadDatabase
-from workers.background import BackgroundLoop
 
 log = logging.getLogger(__name__)
 Batch = list[tuple[int, Any]]

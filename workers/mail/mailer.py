@@ -29,9 +29,9 @@ from membership import Organization, Organizations
 from membership.exceptions import MembershipError
 from membership.tokens import INVITATION
 from projections import outbox
+from projections.engine.background import BackgroundLoop
 from projections.engine.sql import ReadDatabase
 from workers import cursors
-from workers.background import BackgroundLoop
 from workers.mail.compose import CompositionError, Invitation, compose, message_id
 from workers.mail.transport import PermanentError, TransientError, Transport
 

@@ -7,11 +7,13 @@ import os
 import smtplib
 import ssl
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from uuid import uuid4
 
-from service.settings import Smtp
 from workers.mail.compose import Outgoing
+
+if TYPE_CHECKING:  # settings are handed in by the service package (service.bootstrap)
+    from service.settings import Smtp
 
 log = logging.getLogger(__name__)
 
