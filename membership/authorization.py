@@ -32,7 +32,11 @@ def check_permission(permissions: Collection[str], permission: str) -> None:
 
 def can_grant(manager_permissions: Collection[str], manager_is_owner: bool, permissions: Iterable[str]) -> bool:
     """The rule: the Owner may give anything; anyone else only permissions they hold themselves."""
-    return manager_is_owner or set(permissions) <= set(manager_permissions)
+    if manager_is_owner:
+        return True
+    # Permission sets are usually frozensets already: compare them without copying (a bulk job asks 10,000 times).
+    held = manager_permissions if isinstance(manager_permissions, frozenset | set) else frozenset(manager_permissions)
+    return held.issuperset(permissions)
 
 
 def can_manage(manager_permissions: Collection[str], manager_is_owner: bool, member_permissions: Iterable[str]) -> bool:
