@@ -62,29 +62,14 @@ def create_tables(db: ReadDatabase, cursor: Cursor) -> None:
         f"last_error TEXT, created_at {db.type('ts')} NOT NULL, sent_at {db.type('ts')}, "
         f"recorded INTEGER NOT NULL DEFAULT 0, last_attempt_at {db.type('ts')})"
     )
-    _add_last_attempt_at(db, cursor)
+    # Rows made before the column existed: their past attempts are not dated.
+    db.add_missing_columns(cursor, "mail_deliveries", {"last_attempt_at": db.type("ts")})
     cursor.execute("CREATE INDEX IF NOT EXISTS mail_deliveries_due ON mail_deliveries (status, next_attempt_at)")
     # The invitation queries look up an invitation's latest delivery; health counts recent failures.
     cursor.execute(
         "CREATE INDEX IF NOT EXISTS mail_deliveries_by_invitation ON mail_deliveries (invitation_id, created_at)"
     )
     cursor.execute("CREATE INDEX IF NOT EXISTS mail_deliveries_attempted ON mail_deliveries (status, last_attempt_at)")
-
-
-def _add_last_attempt_at(db: ReadDatabase, cursor: Cursor) -> None:
-    """Tables made before the column existed get it (NULL: their past attempts are not dated).
-
-    Looked up first: ALTER TABLE locks the table even when there is nothing to add.
-    """
-    if db.is_sqlite:
-        cursor.execute("SELECT name FROM pragma_table_info('mail_deliveries')")
-    else:
-        cursor.execute(
-            "SELECT column_name FROM information_schema.columns"
-            " WHERE table_schema = current_schema() AND table_name = 'mail_deliveries'"
-        )
-    if "last_attempt_at" not in {row[0] for row in cursor.fetchall()}:
-        cursor.execute(f"ALTER TABLE mail_deliveries ADD COLUMN last_attempt_at {db.type('ts')}")
 
 
 def enqueue(db: ReadDatabase, cursor: Cursor, rows: list[tuple[Any, ...]], now: datetime) -> None:

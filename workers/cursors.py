@@ -56,15 +56,8 @@ def advance(db: ReadDatabase, cursor: Cursor, name: str, to: int) -> None:
 
 
 def _former_position(db: ReadDatabase, cursor: Cursor, table: str) -> int:
-    if db.is_sqlite:
-        cursor.execute(db.sql("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = %s"), (table,))
-    else:
-        cursor.execute(
-            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = %s",
-            (table,),
-        )
-    if not cursor.fetchone()[0]:
-        return 0
+    if not db.columns(cursor, table):
+        return 0  # no such table: this database started with the shared one
     cursor.execute(f"SELECT position FROM {table} WHERE id = 1")
     row = cursor.fetchone()
     return int(row[0]) if row else 0

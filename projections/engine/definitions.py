@@ -68,13 +68,11 @@ def check_startable(db: ReadDatabase) -> list[str]:
 
 def rebuild_outdated(organizations: Organizations, db: ReadDatabase, database: Database | None = None) -> list[str]:
     """Rebuild, blue/green, every read model whose definition changed but whose tables still fit;
-    returns the names rebuilt (none if another process is already at it)."""
-    names = [o.name for o in outdated(db) if not o.columns_changed]
-    if not names:
-        return []
+    returns the names rebuilt (none if another process is already at it, or has just done it)."""
     with db.exclusive(LOCK) as mine:
-        names = [o.name for o in outdated(db) if not o.columns_changed]  # another process may have finished
-        if not mine or not names:
+        # Looked up under the lock: a process that held it may have rebuilt them meanwhile.
+        names = [o.name for o in outdated(db) if not o.columns_changed] if mine else []
+        if not names:
             return []
         log.info("the definition of %s changed: rebuilding while serving the old tables", ", ".join(names))
         generations = Rebuild(organizations, db, names, database=database).run()

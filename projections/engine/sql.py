@@ -69,6 +69,28 @@ class ReadDatabase:
         """Portable column types: ts, bigint, json."""
         return (SQLITE_TYPES if self.is_sqlite else POSTGRES_TYPES)[name]
 
+    def columns(self, cursor: Cursor, table: str) -> set[str]:
+        """The columns `table` has (none when there is no such table)."""
+        if self.is_sqlite:
+            cursor.execute(self.sql("SELECT name FROM pragma_table_info(%s)"), (table,))
+        else:
+            cursor.execute(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_schema = current_schema() AND table_name = %s",
+                (table,),
+            )
+        return {row[0] for row in cursor.fetchall()}
+
+    def add_missing_columns(self, cursor: Cursor, table: str, columns: dict[str, str]) -> None:
+        """Give a table made before these columns existed the ones it lacks (name -> type; NULL in old rows).
+
+        Looked up first: ALTER TABLE locks the table even when there is nothing to add.
+        """
+        present = self.columns(cursor, table)
+        for column, column_type in columns.items():
+            if column not in present:
+                cursor.execute(f"ALTER TABLE {table} ADD COLUMN {column} {column_type}")
+
     def to_db_time(self, value: datetime | None) -> Any:
         if value is None or not self.is_sqlite:
             return value

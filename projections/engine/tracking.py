@@ -40,25 +40,8 @@ def create_table(db: ReadDatabase, cursor: Cursor) -> None:
         f"position {db.type('bigint')} NOT NULL DEFAULT 0, error TEXT, error_position {db.type('bigint')}, "
         f"updated_at {db.type('ts')}, fingerprint TEXT, columns_fingerprint TEXT, PRIMARY KEY (name, generation))"
     )
-    _add_fingerprint_columns(db, cursor)
-
-
-def _add_fingerprint_columns(db: ReadDatabase, cursor: Cursor) -> None:
-    """Tables made before definitions were fingerprinted get the columns (NULL until `store.setup` fills them).
-
-    Looked up first: ALTER TABLE locks the table even when there is nothing to add.
-    """
-    if db.is_sqlite:
-        cursor.execute(f"SELECT name FROM pragma_table_info('{TABLE}')")
-    else:
-        cursor.execute(
-            "SELECT column_name FROM information_schema.columns"
-            f" WHERE table_schema = current_schema() AND table_name = '{TABLE}'"
-        )
-    present = {row[0] for row in cursor.fetchall()}
-    for column in ("fingerprint", "columns_fingerprint"):
-        if column not in present:
-            cursor.execute(f"ALTER TABLE {TABLE} ADD COLUMN {column} TEXT")
+    # Generations recorded before definitions were fingerprinted: NULL until `store.setup` fills them.
+    db.add_missing_columns(cursor, TABLE, {"fingerprint": "TEXT", "columns_fingerprint": "TEXT"})
 
 
 def create_shares_table(db: ReadDatabase, cursor: Cursor) -> None:

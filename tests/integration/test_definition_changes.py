@@ -7,6 +7,7 @@ generation, exactly what a generation built by the previous release looks like.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,10 @@ import pytest
 from projections.engine import definitions, store, tracking
 from projections.engine.catalog import PROJECTIONS
 from projections.engine.rebuild import Rebuild
+from projections.engine.sql import ReadDatabase
 from projections.members import MembersProjection, list_members
 from service.bootstrap import OPERATIONAL_TABLES, Services
+from service.settings import Settings
 from tests.conftest import TEST_SECRET_KEY
 from tests.helpers import busy_team, generation_rows, table_rows
 from tests.integration.test_server_process import run_membership
@@ -108,3 +111,25 @@ def test_the_worker_process_refuses_with_one_line(services: Services, store: str
     assert worker.stderr.strip().splitlines()[-1] == (
         "membership: the tables of the invitations read model changed; run: membership projections rebuild invitations"
     )
+
+
+def test_a_tracking_table_from_before_fingerprints_gets_the_columns_and_keeps_its_rows(
+    store: str, settings_for: Callable[..., Settings]
+) -> None:
+    db = ReadDatabase(settings_for(store).database)
+    try:
+        with db.transaction() as cursor:  # the table as releases before fingerprints made it
+            cursor.execute(
+                f"CREATE TABLE {tracking.TABLE} (name TEXT NOT NULL, generation INTEGER NOT NULL, state TEXT NOT NULL,"
+                f" position {db.type('bigint')} NOT NULL DEFAULT 0, error TEXT, error_position {db.type('bigint')},"
+                f" updated_at {db.type('ts')}, PRIMARY KEY (name, generation))"
+            )
+            cursor.execute(db.sql(f"INSERT INTO {tracking.TABLE} (name, generation, state, position) VALUES (%s, 1, %s, 7)"),
+                           ("members", "active"))  # fmt: skip
+            tracking.create_table(db, cursor)
+            tracking.create_table(db, cursor)  # every later start: nothing more to add
+            assert {"fingerprint", "columns_fingerprint"} <= db.columns(cursor, tracking.TABLE)
+            [members] = tracking.all_generations(db, cursor)
+        assert (members.position, members.fingerprint) == (7, None)
+    finally:
+        db.close()
