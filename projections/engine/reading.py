@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
+from membership.text import text_problem
 from projections.engine import tracking
 from projections.engine.sql import Cursor, ReadDatabase
 
@@ -132,6 +133,8 @@ def _cursor_value(db: ReadDatabase, key: Key, value: Any) -> Any:
             raise ValueError("not a valid cursor") from None
     if type(value) is not key.kind:
         raise ValueError("not a valid cursor")
+    if isinstance(value, str) and text_problem(value) is not None:
+        raise ValueError("not a valid cursor")  # never a stored value; PostgreSQL would refuse a NUL with a 500
     return value
 
 
