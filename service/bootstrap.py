@@ -14,6 +14,7 @@ from api import create_app, idempotency_keys, ratelimit_slots
 from membership import Organizations
 from projections import members, outbox
 from projections.engine import definitions, store
+from projections.engine.rebuild import RETIRED_GRACE_S
 from projections.engine.runner import ProjectionRunner
 from projections.engine.sql import ReadDatabase
 from service.settings import Settings
@@ -76,18 +77,21 @@ class Services:
         self.snapshots.start()
         self.start_definition_rebuilds()
 
-    def start_definition_rebuilds(self) -> threading.Thread | None:
+    def start_definition_rebuilds(self, retired_grace_s: float = RETIRED_GRACE_S) -> threading.Thread | None:
         """Rebuild, in a thread, the read models whose definition changed but whose tables still fit
-        (see projections.engine.definitions); readers use the old tables until the switch."""
+        (see projections.engine.definitions); readers use the old tables until the switch, and the old
+        tables are dropped `retired_grace_s` after it."""
         if not any(not o.columns_changed for o in definitions.outdated(self.read_db)):
             return None
-        thread = threading.Thread(target=self._rebuild_outdated, name="definition-rebuild", daemon=True)
+        thread = threading.Thread(
+            target=self._rebuild_outdated, args=(retired_grace_s,), name="definition-rebuild", daemon=True
+        )
         thread.start()
         return thread
 
-    def _rebuild_outdated(self) -> None:
+    def _rebuild_outdated(self, retired_grace_s: float) -> None:
         try:
-            definitions.rebuild_outdated(self.organizations, self.read_db, self.settings.database)
+            definitions.rebuild_outdated(self.organizations, self.read_db, self.settings.database, retired_grace_s)
         except Exception:  # the next start resumes it; meanwhile the old tables keep serving
             log.exception("the rebuild of a changed read model stopped")
 

@@ -22,7 +22,7 @@ from membership import Organizations
 from membership.database import Database
 from projections.engine import tracking
 from projections.engine.catalog import PROJECTIONS
-from projections.engine.rebuild import Rebuild
+from projections.engine.rebuild import RETIRED_GRACE_S, Rebuild
 from projections.engine.sql import ReadDatabase
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,12 @@ def check_startable(db: ReadDatabase) -> list[str]:
     return sorted(o.name for o in changed)
 
 
-def rebuild_outdated(organizations: Organizations, db: ReadDatabase, database: Database | None = None) -> list[str]:
+def rebuild_outdated(
+    organizations: Organizations,
+    db: ReadDatabase,
+    database: Database | None = None,
+    retired_grace_s: float = RETIRED_GRACE_S,
+) -> list[str]:
     """Rebuild, blue/green, every read model whose definition changed but whose tables still fit;
     returns the names rebuilt (none if another process is already at it, or has just done it)."""
     with db.exclusive(LOCK) as mine:
@@ -75,6 +80,6 @@ def rebuild_outdated(organizations: Organizations, db: ReadDatabase, database: D
         if not names:
             return []
         log.info("the definition of %s changed: rebuilding while serving the old tables", ", ".join(names))
-        generations = Rebuild(organizations, db, names, database=database).run()
+        generations = Rebuild(organizations, db, names, retired_grace_s=retired_grace_s, database=database).run()
         log.info("rebuilt: %s", ", ".join(f"{name} (generation {gen})" for name, gen in sorted(generations.items())))
     return names

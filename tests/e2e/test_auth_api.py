@@ -22,6 +22,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from membership.organization import system_role_id
+from projections.engine import store
 from service.settings import Settings
 from tests.e2e.conftest import JWT_SECRET, ApiClient, User, problem
 
@@ -135,9 +137,10 @@ def test_a_valid_hs256_token_is_accepted(api: ApiClient) -> None:
 class TestAnRs256Server:
     """MEMBERSHIP_JWT_PUBLIC_KEY_FILE set: only RS256 with the matching private key passes."""
 
-    @pytest.fixture
-    def keys(self) -> tuple[bytes, bytes]:
-        return rsa_pem_pair()
+    @pytest.fixture(scope="class")
+    @classmethod
+    def keys(cls) -> tuple[bytes, bytes]:
+        return rsa_pem_pair()  # the server's key pair; making one takes a while, and the tests only read it
 
     @pytest.fixture
     def api_settings(
@@ -316,53 +319,38 @@ def json_text(body: Any) -> str:
 
 # -- tenant isolation ------------------------------------------------------------------------------------------
 class Tenants:
-    """Organization A (the attacker is its Owner) and organization B, with one of everything."""
+    """Organization A (the attacker is its Owner) and organization B, with one of everything.
+
+    Made in-process through the application (the requests of A's owner are under test, not how the
+    scene was made), then shown by the read models as after a command."""
 
     def __init__(self, api: ApiClient) -> None:
         self.api = api
+        app = api.services.organizations
         self.attacker, self.owner_b = api.user("owner-a"), api.user("owner-b")
-        self.org_a, self.org_b = api.new_org(self.attacker, "A"), api.new_org(self.owner_b, "B")
-        self.a_member = api.join(self.org_a, self.attacker, "Viewer", "a-member")
-        self.a_member_id = api.member_id(self.org_a, self.a_member, self.attacker)
-        self.a_viewer_role = api.role_id(self.org_a, "Viewer", self.attacker)
+        org_a = app.create_organization(self.attacker, "A").organization_id
+        org_b = app.create_organization(self.owner_b, "B").organization_id
+        self.org_a, self.org_b = str(org_a), str(org_b)
+        viewer_a, viewer_b = system_role_id(org_a, "viewer"), system_role_id(org_b, "viewer")
 
-        self.b_viewer_role = api.role_id(self.org_b, "Viewer", self.owner_b)
-        b_developer = self.join_b_by_link(api.role_id(self.org_b, "Developer", self.owner_b))
-        self.b_member_id = api.member_id(self.org_b, b_developer, self.owner_b)
-        self.b_owner_member_id = api.member_id(self.org_b, self.owner_b, self.owner_b)
-        role = api.post(
-            "/api/roles", self.owner_b, self.org_b, json={"name": "B Ops", "permissionIds": ["manage:servers"]}
-        )
-        assert role.status_code == 201, role.json
-        self.b_custom_role = role.json["id"]
-        invited = api.post(
-            "/api/members/invite",
-            self.owner_b,
-            self.org_b,
-            json={"email": "pending.b@example.com", "roleId": self.b_viewer_role},
-        )
-        assert invited.status_code == 201, invited.json
-        self.b_invitation = invited.json["id"]
-        link = api.post(
-            "/api/invite-links",
-            self.owner_b,
-            self.org_b,
-            json={"roleId": self.b_viewer_role, "maxUses": 5, "expiresInDays": 7},
-        )
-        assert link.status_code == 201, link.json
-        self.b_link = link.json["id"]
+        self.a_member = api.user("a-member")
+        invited = app.invite_member(org_a, self.attacker, self.a_member.email, viewer_a)
+        assert invited.secret is not None
+        self.a_member_id = str(app.accept_invitation(self.a_member, invited.secret).id)
+        self.a_viewer_role = str(viewer_a)
+
+        self.b_viewer_role = str(viewer_b)
+        # A member of B by link, so that no invitation e-mail of theirs is still on its way.
+        b_developer = app.create_invite_link(org_b, self.owner_b, system_role_id(org_b, "developer"), 1, 1).secret
+        assert b_developer is not None
+        self.b_member_id = str(app.accept_invite_link(api.user("b-dev"), b_developer).id)
+        with app.reading(org_b) as org:
+            self.b_owner_member_id = str(org.member_by_user[self.owner_b.user_id])
+        self.b_custom_role = str(app.create_role(org_b, self.owner_b, "B Ops", "", ["manage:servers"]).id)
+        self.b_invitation = str(app.invite_member(org_b, self.owner_b, "pending.b@example.com", viewer_b).id)
+        self.b_link = str(app.create_invite_link(org_b, self.owner_b, viewer_b, 5, 7).id)
+        store.wait_for(api.services.read_db, app.recorder.max_notification_id(), timeout=10)
         self.wait_for_invitation_email(self.b_invitation)
-
-    def join_b_by_link(self, role_id: str) -> User:
-        """A member of B (by link, so that no invitation e-mail of theirs is still on its way)."""
-        api, user = self.api, self.api.user("b-dev")
-        link = api.post(
-            "/api/invite-links", self.owner_b, self.org_b, json={"roleId": role_id, "maxUses": 1, "expiresInDays": 1}
-        )
-        assert link.status_code == 201, link.json
-        joined = api.post("/api/auth/accept-invite-link", user, json={"code": link.json["code"]})
-        assert joined.status_code == 200, joined.json
-        return user
 
     def wait_for_invitation_email(self, invitation_id: str) -> None:
         """The mailer records the e-mail of a pending invitation on its own schedule: let it, so B then stays still."""
@@ -371,7 +359,7 @@ class Tenants:
             events = self.api.get("/api/audit-log?limit=200", self.owner_b, self.org_b).json["events"]
             if any(e["type"].startswith("InvitationEmail") and e["target"]["id"] == invitation_id for e in events):
                 return
-            time.sleep(0.05)
+            time.sleep(0.01)
         raise AssertionError(f"no InvitationEmail* event for invitation {invitation_id} within 15 s")
 
     def state_of_b(self) -> dict[str, Any]:

@@ -1,4 +1,9 @@
-"""Use cases through `Organizations` on SQLite and PostgreSQL: tokens, links, clock, secrets at rest."""
+"""Use cases through `Organizations`: tokens, links, clock, secrets at rest.
+
+The rules are the application's and the aggregate's, whatever the store: they run on SQLite. What the
+store itself decides or gives back — the positions it assigns, what it keeps at rest, its answer for an
+unknown id, the stored events and snapshots read back — is tested on PostgreSQL too (BOTH_STORES).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import base64
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -17,10 +23,18 @@ from membership.inputs import Actor
 from membership.organization import Organization, system_role_id
 from membership.state import Invitation
 from membership.tokens import INVITATION, INVITE_LINK, TokenSigner
+from tests.conftest import STORES, store_url
 from tests.factories import Clock, new_actor
 
 SECRET_KEY = b"k" * 32
 START = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+BOTH_STORES = pytest.mark.parametrize("store", STORES, indirect=True)
+
+
+@pytest.fixture(params=["sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """SQLite, unless the test asks for both stores (BOTH_STORES)."""
+    return store_url(request, tmp_path)
 
 
 @dataclass
@@ -90,7 +104,7 @@ def tamper(token: str, index: int) -> str:
 
 @pytest.fixture
 def world(make_organizations: Callable[..., Organizations]) -> World:
-    """On each real store (SQLite and PostgreSQL): see tests/conftest.py."""
+    """On the test's store (see `store`)."""
     clock = Clock(START)
     app = make_organizations(clock=clock)
     owner = new_actor("owner")
@@ -120,6 +134,7 @@ def test_user_can_belong_to_many_organizations_with_different_roles(world: World
 
 
 # -- invitations and tokens ----------------------------------------------------
+@BOTH_STORES
 def test_invitee_joins_with_the_token_from_the_receipt(world: World) -> None:
     user = new_actor()
     invited = world.invite(user.email.upper(), "admin")
@@ -418,6 +433,7 @@ def test_forged_link_code_is_refused(world: World) -> None:
 
 
 # -- secrets at rest -----------------------------------------------------------
+@BOTH_STORES
 def test_no_invitation_token_or_link_code_is_stored(world: World) -> None:
     user = new_actor()
     invited = world.invite(user.email)
@@ -516,6 +532,7 @@ def test_unknown_organization_looks_like_one_you_do_not_belong_to(world: World, 
     assert (type(unknown.value), str(unknown.value)) == (type(not_mine.value), str(not_mine.value))
 
 
+@BOTH_STORES
 def test_unknown_organization_cannot_be_read(world: World) -> None:
     with pytest.raises(err.NotAMemberError):
         world.app.get_organization(uuid4())
@@ -541,12 +558,14 @@ def test_every_stored_event_names_its_actor(world: World) -> None:
         assert actors[event.actor_id] == event.actor_email, type(event).__name__
 
 
+@BOTH_STORES
 def test_stored_events_replay_to_the_current_state(world: World) -> None:
     world.app.accept_invite_link(new_actor(), secret(world.link("admin")))
     world.app.create_role(world.org_id, world.owner, "Auditor", "", ["view:billing"])
     assert project_organization(None, world.stored_events()) == world.app.get_organization(world.org_id)
 
 
+@BOTH_STORES
 def test_state_loaded_from_snapshots_equals_the_replayed_state(
     make_organizations: Callable[..., Organizations],
 ) -> None:

@@ -14,6 +14,7 @@ service answered again within seconds of each fault, by itself.
 from __future__ import annotations
 
 import email
+import gc
 import json
 import os
 import signal
@@ -140,6 +141,12 @@ def postgres() -> Iterator[PostgresServer]:
 
 @pytest.mark.postgres
 @pytest.mark.slow
+# aiosmtpd's Controller.stop() drops the connection a mailer had open without closing its transport: the test's
+# own SMTP server, not the service, leaves that socket to the garbage collector.
+@pytest.mark.filterwarnings(
+    r"ignore:Exception ignored in. <(function _SelectorTransport.__del__|socket.socket):"
+    "pytest.PytestUnraisableExceptionWarning"
+)
 def test_the_service_heals_from_faults_under_load_and_loses_nothing(postgres: PostgresServer, tmp_path: Path) -> None:
     inbox, smtp_port = Inbox(), free_port()
     smtp = Controller(inbox, hostname="127.0.0.1", port=smtp_port)
@@ -214,7 +221,7 @@ def test_the_service_heals_from_faults_under_load_and_loses_nothing(postgres: Po
             thread.start()
 
         def fault(name: str, act: Any) -> None:
-            time.sleep(3)
+            time.sleep(1.5)  # under load again (six clients invite without pause) before the next fault
             struck = time.monotonic()
             act()
             while time.monotonic() - struck < 60 and tally.last_success <= struck:
@@ -233,10 +240,10 @@ def test_the_service_heals_from_faults_under_load_and_loses_nothing(postgres: Po
         fault("SIGKILL of a worker (restarted)", kill_and_restart_worker)
         smtp.stop()
         fault("SMTP server down", lambda: None)
-        time.sleep(2)
+        time.sleep(1)
         smtp = Controller(inbox, hostname="127.0.0.1", port=smtp_port)
         smtp.start()
-        time.sleep(2)
+        time.sleep(1)
         stop.set()
         for thread in clients:
             thread.join(timeout=90)
@@ -280,6 +287,7 @@ def test_the_service_heals_from_faults_under_load_and_loses_nothing(postgres: Po
     finally:
         stop.set()
         smtp.stop()
+        gc.collect()  # what the stopped SMTP servers left is collected here, under this test's warning filter
         for process in [server, *workers]:
             process.terminate()
         for process in [server, *workers]:

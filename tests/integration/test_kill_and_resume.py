@@ -1,8 +1,14 @@
-"""A projection worker or a rebuild killed with SIGKILL mid-way, then restarted, ends
-with exactly the right tables: no event applied twice, none skipped."""
+"""A projection worker or a rebuild killed with SIGKILL mid-way, then resumed, ends
+with exactly the right tables: no event applied twice, none skipped.
+
+The killed process works one event (or one share's step) per transaction, so that the rest of its
+work takes long enough to be cut short; it is killed as soon as it is seen to have made progress.
+The resumption runs in this process: all it has to go on is what the killed one left in the database.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -10,9 +16,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from uuid import UUID, uuid4
 
 import pytest
 
+from membership import Organization
 from projections.engine import tracking
 from projections.engine.rebuild import Rebuild
 from service.bootstrap import Services
@@ -21,25 +29,26 @@ from tests.factories import new_actor
 from tests.helpers import busy_team, generation_rows, role_id, table_rows
 from tests.servers import MEMBERSHIP
 
-EVENTS = 1500
+EVENTS = 1000  # at one event per transaction, enough that no kill comes after the end
 
 
-def seed(services: Services) -> int:
-    """An organization with EVENTS people who joined by link; returns the last position."""
+def crowd(services: Services, size: int) -> tuple[UUID, int]:
+    """An organization `size` people joined by link, saved at once (a command each would take seconds);
+    returns its id and its last position."""
     app, owner = services.organizations, new_actor("owner")
-    org = app.create_organization(owner, "Crowd").organization_id
-    code = app.create_invite_link(org, owner, role_id(app, org, "Viewer")).secret
-    receipt = None
-    for _ in range(EVENTS):
-        receipt = app.accept_invite_link(new_actor("p"), code)
-    assert receipt is not None and receipt.position is not None
-    return receipt.position
+    organization_id = app.create_organization(owner, "Crowd").organization_id
+    link_id = app.create_invite_link(organization_id, owner, role_id(app, organization_id, "Viewer")).id
+    assert link_id is not None
+    org: Organization = app.repository.get(organization_id)
+    for _ in range(size):
+        org.redeem_invite_link(new_actor("p"), link_id, uuid4(), app.clock())
+    return organization_id, app.save(org)[-1].notification.id
 
 
-def start(store: str, *args: str) -> subprocess.Popen[bytes]:
+def start(store: str, *command: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "MEMBERSHIP_DATABASE_URL": store, "MEMBERSHIP_SECRET_KEY": TEST_SECRET_KEY}
     env["MEMBERSHIP_VAR_DIR"] = tempfile.mkdtemp(prefix="membership-var-")
-    return subprocess.Popen([MEMBERSHIP, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def generation(services: Services, name: str, state: str) -> tracking.Generation | None:
@@ -47,6 +56,11 @@ def generation(services: Services, name: str, state: str) -> tracking.Generation
         return next(
             (g for g in tracking.all_generations(services.read_db, cursor) if g.name == name and g.state == state), None
         )
+
+
+def position(services: Services, name: str, state: str) -> int:
+    found = generation(services, name, state)
+    return found.position if found is not None else 0
 
 
 def kill_when(process: subprocess.Popen[bytes], reached: Callable[[], bool]) -> None:
@@ -60,64 +74,56 @@ def kill_when(process: subprocess.Popen[bytes], reached: Callable[[], bool]) -> 
 
 
 def test_a_killed_worker_resumes_without_duplicates_or_gaps(services: Services, store: str) -> None:
-    last = seed(services)
-    worker = start(store, "worker", "--batch-size", "20")
-    kill_when(worker, lambda: 0 < (generation(services, "audit", "active").position or 0) < last)  # type: ignore[union-attr]
-    killed_at = generation(services, "audit", "active").position  # type: ignore[union-attr]
-    assert killed_at < last
+    _, last = crowd(services, EVENTS)
+    worker = start(store, MEMBERSHIP, "worker", "--batch-size", "1")
+    kill_when(worker, lambda: 0 < position(services, "audit", "active") < last)
+    killed_at = position(services, "audit", "active")
+    assert 0 < killed_at < last  # killed mid-way
 
-    restarted = start(store, "worker", "--batch-size", "20")
-    try:
-        kill_when(
-            restarted,
-            lambda: all(
-                generation(services, name, "active").position >= last
-                for name in ("audit", "members", "invitations", "roles")
-            ),
-        )  # type: ignore[union-attr]
-    finally:
-        restarted.kill()
+    services.runner.catch_up()  # type: ignore[union-attr]
+
+    assert all(position(services, name, "active") >= last for name in ("audit", "members", "invitations", "roles"))
     audit = table_rows(services, "SELECT COUNT(*), COUNT(DISTINCT position), MAX(position) FROM {audit_log}")
     assert audit == [(EVENTS + 3, EVENTS + 3, last)]  # created, owner joined, link created, then the joins
     assert table_rows(services, "SELECT COUNT(*) FROM {members}") == [(EVENTS + 1,)]
     assert table_rows(services, "SELECT use_count FROM {invite_links}") == [(EVENTS,)]
 
 
-def test_a_killed_rebuild_resumes_and_equals_the_live_tables(services: Services, store: str) -> None:
-    seed(services)
-    services.runner.catch_up()
-    live = {name: generation_rows(services, name, 1) for name in ("audit", "members")}
-    rebuild = start(store, "projections", "rebuild", "audit", "members", "--batch-size", "100")
-    kill_when(
-        rebuild, lambda: (generation(services, "audit", "building") or tracking.Generation("", 0, "", 0)).position > 300
-    )
-    assert generation(services, "audit", "active").generation == 1  # type: ignore[union-attr]
-
-    rerun = subprocess.run(
-        [MEMBERSHIP, "projections", "rebuild", "audit", "members", "--grace", "0"],
-        env={**os.environ, "MEMBERSHIP_DATABASE_URL": store, "MEMBERSHIP_SECRET_KEY": TEST_SECRET_KEY},
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-
-    assert rerun.returncode == 0, rerun.stderr
-    assert "rebuilt: audit (generation 2), members (generation 2)" in rerun.stdout
-    assert {name: generation_rows(services, name, 2) for name in ("audit", "members")} == live
-    assert (
-        Rebuild(services.organizations, services.read_db, ["audit"], retired_grace_s=0).start_position() == 0
-    )  # nothing left building
-
-
-# Rebuild in parallel even for a few events (the CLI only does so from 100,000 events on).
-PARALLEL_REBUILD = """
+# The rebuild the CLI runs, but one event per transaction (the CLI takes at least 100), and with "parallel"
+# filled by two processes, one share of the organizations each (the CLI only does so from 100,000 events on).
+REBUILD = """
+import sys
 from service.bootstrap import build_services
 from service.settings import Settings
 from projections.engine.rebuild import Rebuild
 built = build_services(Settings.from_env())
+parallel = {"database": built.settings.database, "workers": 2, "parallel_min_events": 0}
 Rebuild(
-    built.organizations, built.read_db, ["audit", "members"], batch_size=20, database=built.settings.database,
-    workers=2, parallel_min_events=0,
+    built.organizations, built.read_db, ["audit", "members"], batch_size=1, **(parallel if sys.argv[1:] else {})
 ).run()
 """
+
+
+def test_a_killed_rebuild_resumes_and_equals_the_live_tables(
+    services: Services, store: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, last = crowd(services, EVENTS)
+    services.runner.catch_up()  # type: ignore[union-attr]
+    live = {name: generation_rows(services, name, 1) for name in ("audit", "members")}
+    rebuild = start(store, sys.executable, "-c", REBUILD)
+    kill_when(rebuild, lambda: 0 < position(services, "audit", "building") < last)
+    assert 0 < position(services, "audit", "building") < last  # killed mid-way...
+    assert generation(services, "audit", "active").generation == 1  # type: ignore[union-attr] # ...before the switch
+
+    with caplog.at_level(logging.INFO, logger="projections.engine.rebuild"):
+        rebuilt = Rebuild(services.organizations, services.read_db, ["audit", "members"], retired_grace_s=0).run()
+
+    assert "rebuild of 'audit' resumes at position" in caplog.text
+    assert rebuilt == {"audit": 2, "members": 2}
+    assert {name: generation_rows(services, name, 2) for name in ("audit", "members")} == live
+    assert (
+        Rebuild(services.organizations, services.read_db, ["audit"], retired_grace_s=0).start_position() == 0
+    )  # nothing left building
 
 
 def share_positions(services: Services, name: str) -> list[int]:
@@ -130,30 +136,31 @@ def share_positions(services: Services, name: str) -> list[int]:
 
 @pytest.mark.parametrize("store", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 def test_a_killed_parallel_rebuild_resumes_its_shares_and_equals_the_live_tables(
-    services: Services, store: str
+    services: Services, store: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    for _ in range(6):  # organizations in both shares
-        busy_team(services, size=120)
-    services.runner.catch_up()
+    for _ in range(3):
+        busy_team(services)  # role changes, removals, a renamed role, a cancelled invitation
+    shares: set[int] = set()
+    while len(shares) < 2:  # crowds in both shares (a share: the organizations whose id's last byte has a parity)
+        organization_id, _ = crowd(services, EVENTS // 3)
+        shares.add(organization_id.bytes[15] % 2)
+    services.runner.catch_up()  # type: ignore[union-attr]
     live = {name: generation_rows(services, name, 1) for name in ("audit", "members")}
     last = services.organizations.recorder.max_notification_id()
     assert last is not None
-    env = {**os.environ, "MEMBERSHIP_DATABASE_URL": store, "MEMBERSHIP_SECRET_KEY": TEST_SECRET_KEY}
-    env["MEMBERSHIP_VAR_DIR"] = tempfile.mkdtemp(prefix="membership-var-")
-    rebuild = subprocess.Popen(
-        [sys.executable, "-c", PARALLEL_REBUILD], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    rebuild = start(store, sys.executable, "-c", REBUILD, "parallel")
     kill_when(rebuild, lambda: any(0 < position < last for position in share_positions(services, "audit")))
     assert generation(services, "audit", "active").generation == 1  # type: ignore[union-attr]
-    assert len(share_positions(services, "audit")) == 2
+    killed_at = share_positions(services, "audit")
+    assert len(killed_at) == 2 and min(killed_at) < last  # killed mid-fill
 
-    rerun = subprocess.run(
-        [MEMBERSHIP, "projections", "rebuild", "audit", "members", "--grace", "0", "--workers", "2"],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="projections.engine.rebuild"):
+        rebuilt = Rebuild(
+            services.organizations, services.read_db, ["audit", "members"], retired_grace_s=0,
+            database=services.settings.database, workers=2,
+        ).run()  # fmt: skip
 
-    assert rerun.returncode == 0, rerun.stderr
-    assert "rebuilt: audit (generation 2), members (generation 2)" in rerun.stdout
-    assert "filling audit, members with 2 processes" in rerun.stderr  # the shares were resumed, in parallel
+    assert rebuilt == {"audit": 2, "members": 2}
+    assert "filling audit, members with 2 processes" in caplog.text  # the shares were resumed, in parallel
     assert {name: generation_rows(services, name, 2) for name in ("audit", "members")} == live
     assert share_positions(services, "audit") == []

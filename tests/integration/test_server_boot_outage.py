@@ -17,6 +17,7 @@ from tests.servers import private_postgres, serving, wait_until, wait_until_up, 
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_a_worker_restarted_during_a_postgresql_outage_waits_and_serves_once_it_is_back(tmp_path: Path) -> None:
     with private_postgres() as postgres:
         env = {
