@@ -9,6 +9,9 @@ Run each from the repository root (each module's docstring and --help list its o
                                                  against one command per member
     .venv/bin/python -m benchmarks.slow_clients  request latency on `membership serve` (SQLite) while
                                                  slow connections trickle their headers
+    .venv/bin/python -m benchmarks.http          commands and reads over HTTP against a plain CRUD app
+                                                 (`crud_app`) on the same gunicorn and PostgreSQL, driven
+                                                 by the same load generator (`loadgen`: wrk), interleaved
 
 `harness` holds what they share: a throwaway PostgreSQL (`scripts/pg`, durability on), the service's
 settings, seeding organizations through the domain, guards against hangs, the header saying what was
