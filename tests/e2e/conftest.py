@@ -26,6 +26,7 @@ from werkzeug.test import TestResponse
 
 from api import create_app
 from membership import Actor
+from projections.engine.store import wait_for
 from service.bootstrap import Services, build_services
 from service.settings import Settings
 from tests.conftest import STORES, store_url
@@ -116,6 +117,11 @@ class ApiClient:
         )
         assert accepted.status_code == 200, accepted.json
         return user
+
+    def caught_up(self) -> None:
+        """The read models show everything saved in-process, as a command's response waits for (read-your-writes):
+        for scenes arranged through the application layer rather than one request each."""
+        wait_for(self.services.read_db, self.services.organizations.recorder.max_notification_id(), timeout=10)
 
     def member_id(self, org: str, user: User, viewer: User) -> str:
         members = self.get("/api/members?limit=200", viewer, org).json["members"]

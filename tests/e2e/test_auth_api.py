@@ -23,7 +23,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from membership.organization import system_role_id
-from projections.engine import store
 from service.settings import Settings
 from tests.e2e.conftest import JWT_SECRET, ApiClient, User, problem
 
@@ -349,7 +348,7 @@ class Tenants:
         self.b_custom_role = str(app.create_role(org_b, self.owner_b, "B Ops", "", ["manage:servers"]).id)
         self.b_invitation = str(app.invite_member(org_b, self.owner_b, "pending.b@example.com", viewer_b).id)
         self.b_link = str(app.create_invite_link(org_b, self.owner_b, viewer_b, 5, 7).id)
-        store.wait_for(api.services.read_db, app.recorder.max_notification_id(), timeout=10)
+        api.caught_up()
         self.wait_for_invitation_email(self.b_invitation)
 
     def wait_for_invitation_email(self, invitation_id: str) -> None:

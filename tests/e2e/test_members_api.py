@@ -19,7 +19,6 @@ from werkzeug.test import TestResponse
 from membership.organization import system_role_id
 from membership.permissions import MANAGE_MEMBERS
 from projections import members as members_reads
-from projections.engine import store
 from service.settings import Settings
 from tests.e2e.conftest import BOTH_STORES, JWT_SECRET, ApiClient, User, problem
 
@@ -43,7 +42,7 @@ def join_by_link(api: ApiClient, org: str, owner: User, people: int | list[User]
     users = [api.user(f"m{i}") for i in range(people)] if isinstance(people, int) else people
     for user in users:
         app.accept_invite_link(user, code)
-    store.wait_for(api.services.read_db, app.recorder.max_notification_id(), timeout=10)
+    api.caught_up()
     return users
 
 

@@ -22,23 +22,17 @@ from hypothesis import strategies as st
 
 from membership.jobs import REMOVAL
 from membership.organization import system_role_id
-from projections.engine import store
 from projections.engine.reading import encode_cursor
 from tests.e2e.conftest import BOTH_STORES, ApiClient, User, problem
 
 SYSTEM_ROLES = ["Owner", "Admin", "Developer", "Viewer"]
 
 
-def caught_up(api: ApiClient) -> None:
-    """The read models show everything saved in-process, as a command's response waits for (read-your-writes)."""
-    store.wait_for(api.services.read_db, api.services.organizations.recorder.max_notification_id(), timeout=10)
-
-
 def create_roles(api: ApiClient, owner: User, org: str, names: list[str]) -> list[str]:
     """Custom roles, made in this order; their ids."""
     app = api.services.organizations
     made = [str(app.create_role(UUID(org), owner, name, "", []).id) for name in names]
-    caught_up(api)
+    api.caught_up()
     return made
 
 
@@ -105,7 +99,7 @@ def test_invite_links_page_newest_first_without_deleted_ones(api: ApiClient) -> 
     app, org_id = api.services.organizations, UUID(org)
     made = [str(app.create_invite_link(org_id, owner, system_role_id(org_id, "viewer")).id) for _ in range(6)]
     app.delete_invite_link(org_id, owner, UUID(made[2]))
-    caught_up(api)
+    api.caught_up()
     expected = [link for link in reversed(made) if link != made[2]]
 
     assert_pages_walk_the_whole_list(api, "/api/invite-links", "inviteLinks", owner, org, expected)
@@ -118,7 +112,7 @@ def test_organizations_page_oldest_first(api: ApiClient) -> None:
     founder = api.user("founder")
     app = api.services.organizations
     made = [str(app.create_organization(founder, f"Org {n}").organization_id) for n in range(5)]
-    caught_up(api)
+    api.caught_up()
 
     assert_pages_walk_the_whole_list(api, "/api/organizations", "organizations", founder, None, made)
 
@@ -129,7 +123,7 @@ def test_jobs_page_newest_first(api: ApiClient) -> None:
     org = api.new_org(owner)
     app = api.services.organizations
     made = [str(app.request_bulk_job(UUID(org), owner, REMOVAL, [uuid4()])[0].id) for _ in range(5)]
-    caught_up(api)
+    api.caught_up()
 
     assert_pages_walk_the_whole_list(api, "/api/jobs", "jobs", owner, org, list(reversed(made)))
 

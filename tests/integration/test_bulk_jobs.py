@@ -19,7 +19,7 @@ from projections import jobs as jobs_reads
 from service.bootstrap import Services
 from tests.conftest import TEST_SECRET_KEY
 from tests.factories import new_actor
-from tests.helpers import join, member_id, role_id
+from tests.helpers import join, joined_at_once, member_id, role_id
 from tests.servers import MEMBERSHIP
 from workers.jobs import JobRunner
 
@@ -33,14 +33,8 @@ class Team:
         self.owner = new_actor("owner")
         self.org = app.create_organization(self.owner, "Bulk").organization_id
         self.admin = join(app, self.org, self.owner, "Admin", "admin")
-        link_id = app.create_invite_link(self.org, self.owner, role_id(app, self.org, "Viewer")).id
-        assert link_id is not None
         self.people = [new_actor("p") for _ in range(size)]
-        self.ids = [uuid4() for _ in self.people]
-        org: Organization = app.repository.get(self.org)
-        for person, new_member_id in zip(self.people, self.ids, strict=True):
-            org.redeem_invite_link(person, link_id, new_member_id, app.clock())
-        app.save(org)
+        self.ids, _ = joined_at_once(app, self.org, self.owner, self.people)
 
     def role(self, name: str) -> UUID:
         return role_id(self.app, self.org, name)

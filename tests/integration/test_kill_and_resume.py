@@ -16,17 +16,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import pytest
 
-from membership import Organization
 from projections.engine import tracking
 from projections.engine.rebuild import Rebuild
 from service.bootstrap import Services
 from tests.conftest import TEST_SECRET_KEY
 from tests.factories import new_actor
-from tests.helpers import busy_team, generation_rows, role_id, table_rows
+from tests.helpers import busy_team, generation_rows, joined_at_once, table_rows
 from tests.servers import MEMBERSHIP
 
 EVENTS = 1000  # at one event per transaction, enough that no kill comes after the end
@@ -37,12 +36,8 @@ def crowd(services: Services, size: int) -> tuple[UUID, int]:
     returns its id and its last position."""
     app, owner = services.organizations, new_actor("owner")
     organization_id = app.create_organization(owner, "Crowd").organization_id
-    link_id = app.create_invite_link(organization_id, owner, role_id(app, organization_id, "Viewer")).id
-    assert link_id is not None
-    org: Organization = app.repository.get(organization_id)
-    for _ in range(size):
-        org.redeem_invite_link(new_actor("p"), link_id, uuid4(), app.clock())
-    return organization_id, app.save(org)[-1].notification.id
+    _, last = joined_at_once(app, organization_id, owner, [new_actor("p") for _ in range(size)])
+    return organization_id, last
 
 
 def start(store: str, *command: str) -> subprocess.Popen[bytes]:
