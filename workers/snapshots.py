@@ -26,7 +26,8 @@ ORGANIZATION_TOPIC_PREFIX = "membership:Organization."
 
 class SnapshotTaker(BackgroundLoop):
     name = "snapshots"
-    poll_interval_s = 0.5
+    poll_interval_s = 1.0
+    wakes_on_save = False  # a snapshot a second later costs nothing; a round per save costs every command
 
     def __init__(self, organizations: Organizations, db: ReadDatabase, interval: int) -> None:
         super().__init__(organizations)

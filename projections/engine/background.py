@@ -6,6 +6,7 @@ import logging
 import random
 import threading
 from abc import ABC, abstractmethod
+from typing import ClassVar
 
 from membership import Organizations
 from projections.engine.outages import is_transient
@@ -16,15 +17,19 @@ MAX_RETRY_S = 5.0  # after an outage, work resumes within this of the database a
 
 
 class BackgroundLoop(ABC):
-    """Runs `run_once` in a daemon thread; a save in this process wakes it at once."""
+    """Runs `run_once` in a daemon thread; a save in this process wakes it at once (if `wakes_on_save`)."""
 
     name = "background"
     poll_interval_s = 0.25
+    # False for duties that need not follow each save: they look every poll_interval_s instead, and leave
+    # the interpreter to the requests and the projections meanwhile.
+    wakes_on_save: ClassVar[bool] = True
 
     def __init__(self, organizations: Organizations) -> None:
         self._wake, self._stop = threading.Event(), threading.Event()
         self._thread: threading.Thread | None = None
-        organizations.save_listeners.append(lambda position: self._wake.set())
+        if self.wakes_on_save:
+            organizations.save_listeners.append(lambda position: self._wake.set())
 
     @abstractmethod
     def run_once(self) -> int:

@@ -70,6 +70,20 @@ def held(db: ReadDatabase, cursor: Cursor, name: str, generation: int) -> frozen
     return frozenset(row[0] for row in cursor.fetchall())
 
 
+def held_by(
+    db: ReadDatabase, cursor: Cursor, generations: Sequence[tuple[str, int]]
+) -> dict[tuple[str, int], frozenset[str]]:
+    """`held` for several (projection, generation) pairs in one statement; pairs holding nothing back are absent."""
+    names = sorted({name for name, _ in generations})
+    marks = ", ".join(["%s"] * len(names))
+    cursor.execute(db.sql(f"SELECT name, generation, aggregate_id FROM {TABLE} WHERE name IN ({marks})"), names)
+    found: dict[tuple[str, int], set[str]] = {}
+    for name, generation, aggregate_id in cursor.fetchall():
+        if (name, int(generation)) in generations:
+            found.setdefault((name, int(generation)), set()).add(aggregate_id)
+    return {key: frozenset(ids) for key, ids in found.items()}
+
+
 def park(
     db: ReadDatabase,
     cursor: Cursor,

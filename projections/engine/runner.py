@@ -81,8 +81,7 @@ class ProjectionRunner(BackgroundLoop):
         last = notifications[-1].id
         try:
             with self.db.transaction() as cursor:
-                for name in names:
-                    self._apply(cursor, name, batch, last)
+                self._apply(cursor, names, batch, last)
             for name in names:
                 self.broken.pop(name, None)
         except Exception as error:
@@ -91,6 +90,8 @@ class ProjectionRunner(BackgroundLoop):
                 raise
             for name in names:
                 self._apply_alone(name, batch, last)
+        finally:
+            self.db.progress.committed()
         return len(notifications)
 
     def catch_up(self) -> int:
@@ -103,9 +104,11 @@ class ProjectionRunner(BackgroundLoop):
     # -- running in the background -----------------------------------------
     def run_forever(self) -> None:
         """Until stop(): apply batches, then sleep until woken by a save, a NOTIFY or the poll interval."""
+        self.db.progress.runners += 1
         try:
             super().run_forever()
         finally:
+            self.db.progress.runners -= 1
             self.recover(None)
 
     def idle(self) -> None:
@@ -128,21 +131,28 @@ class ProjectionRunner(BackgroundLoop):
         return f"{self.organizations.name.lower()}_events"
 
     # -- applying ----------------------------------------------------------
-    def _apply(self, cursor: Cursor, name: str, batch: Batch, last: int) -> None:
-        active = tracking.lock_generation(self.db, cursor, name, tracking.ACTIVE)
-        if active is None or active.position >= last:
-            return  # being switched by a rebuild right now, or another runner got here first
-        held = parking.held(self.db, cursor, name, active.generation)
-        apply_batch(self.db, cursor, self._projection(name, active.generation), batch, active.position, held)
-        tracking.set_position(self.db, cursor, name, active.generation, last)
-        if active.error:
-            tracking.clear_error(self.db, cursor, name, active.generation)
+    def _apply(self, cursor: Cursor, names: Sequence[str], batch: Batch, last: int) -> None:
+        """The batch into the active generations of `names` and their positions, set-wise: the bookkeeping
+        is three statements whatever the number of read models."""
+        active = tracking.lock_active(self.db, cursor, names)
+        # A name without an active row is being switched by a rebuild right now; one already at `last`
+        # was brought there by another runner.
+        behind = [generation for generation in active.values() if generation.position < last]
+        if not behind:
+            return
+        held = parking.held_by(self.db, cursor, [(g.name, g.generation) for g in behind])
+        for g in behind:
+            apply_batch(
+                self.db, cursor, self._projection(g.name, g.generation), batch, g.position,
+                held.get((g.name, g.generation), frozenset()),
+            )  # fmt: skip
+        tracking.set_positions(self.db, cursor, behind, last)
 
     def _apply_alone(self, name: str, batch: Batch, last: int) -> None:
         """After a failed batch: this projection alone, then event by event if it still fails."""
         try:
             with self.db.transaction() as cursor:
-                self._apply(cursor, name, batch, last)
+                self._apply(cursor, [name], batch, last)
             self.broken.pop(name, None)
             return
         except Exception as error:

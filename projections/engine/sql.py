@@ -40,6 +40,31 @@ class Cursor(Protocol):
     def fetchall(self) -> list[Any]: ...
 
 
+class Progress:
+    """Wakes the threads of this process that wait for the read models (`store.wait_for`) as soon as a
+    projection runner of this process commits, instead of leaving them to poll the database."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._commits = 0
+        self.runners = 0  # runners of this process now running: while there is one, waiters can sleep
+
+    @property
+    def commits(self) -> int:
+        return self._commits
+
+    def committed(self) -> None:
+        with self._changed:
+            self._commits += 1
+            self._changed.notify_all()
+
+    def wait(self, seen: int, timeout: float) -> int:
+        """Until a commit after the `seen`th one (or `timeout`); returns the number of commits so far."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._commits != seen, timeout)
+            return self._commits
+
+
 class ReadDatabase:
     """Connections to the read-model tables (they live beside the event store)."""
 
@@ -47,6 +72,7 @@ class ReadDatabase:
         """`pool_size` defaults to `database.connections`: one per thread of the process that may query."""
         self.database = database
         self.is_sqlite = database.backend == "sqlite"
+        self.progress = Progress()
         self._local = threading.local()
         self._sqlite_connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()

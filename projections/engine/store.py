@@ -12,6 +12,7 @@ from projections.engine.catalog import PROJECTIONS, fingerprints
 from projections.engine.sql import Cursor, ReadDatabase
 
 FIRST_GENERATION = 1
+LOCAL_RECHECK_S = 0.05  # wait_for with a runner in this process: how long it trusts the runner to wake it
 TableOwner = Callable[[ReadDatabase, Cursor], None]  # creates its tables if missing, in the given transaction
 
 
@@ -77,13 +78,15 @@ def wait_for(db: ReadDatabase, position: int | None, timeout: float = 5.0, organ
     """Return once every projection has applied `position`; raise ReadModelLaggingError past `timeout`,
     or OrganizationDegradedError if a read model holds the organization's events back.
 
-    Polls every 1-5 ms: a command's response should follow its event within milliseconds.
+    A command's response should follow its event within milliseconds: with a runner in this process,
+    it looks again whenever that runner commits; otherwise it polls every 1-5 ms.
     """
     if position is None:
         return
     deadline = time.monotonic() + timeout
     pause = 0.001
     while True:
+        commits = db.progress.commits  # before looking: a commit from now on ends the wait below at once
         with db.snapshot() as cursor:
             generations = [g for g in tracking.all_generations(db, cursor) if g.state == tracking.ACTIVE]
         failed = [g for g in generations if g.error and g.position < position]
@@ -94,10 +97,15 @@ def wait_for(db: ReadDatabase, position: int | None, timeout: float = 5.0, organ
             if parked is not None:
                 raise OrganizationDegradedError(parked)
             return
-        if time.monotonic() >= deadline:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
             raise ReadModelLaggingError(f"the read models have not reached position {position} after {timeout} s")
-        time.sleep(pause)
-        pause = min(pause * 2, 0.005)
+        if db.progress.runners:
+            # Looks again at least every LOCAL_RECHECK_S: a rebuild in another process may switch a generation.
+            db.progress.wait(commits, min(remaining, LOCAL_RECHECK_S))
+        else:
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 2, 0.005)
 
 
 def status(db: ReadDatabase, latest_position: int) -> list[ProjectionStatus]:

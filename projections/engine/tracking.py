@@ -9,6 +9,7 @@ Positions are written in the same transaction as the rows they cover.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -97,6 +98,14 @@ def lock_generation(db: ReadDatabase, cursor: Cursor, name: str, state: str) -> 
     return None if row is None else _generation(db, row)
 
 
+def lock_active(db: ReadDatabase, cursor: Cursor, names: Sequence[str]) -> dict[str, Generation]:
+    """name -> the active generation of each of `names`, all locked (in name order) by one statement."""
+    lock = "" if db.is_sqlite else " ORDER BY name FOR UPDATE"
+    marks = ", ".join(["%s"] * len(names))
+    cursor.execute(db.sql(f"{_SELECT} WHERE state = %s AND name IN ({marks}){lock}"), (ACTIVE, *names))
+    return {generation.name: generation for generation in (_generation(db, row) for row in cursor.fetchall())}
+
+
 def all_generations(db: ReadDatabase, cursor: Cursor) -> list[Generation]:
     cursor.execute(f"{_SELECT} ORDER BY name, generation")
     return [_generation(db, row) for row in cursor.fetchall()]
@@ -138,6 +147,18 @@ def set_position(db: ReadDatabase, cursor: Cursor, name: str, generation: int, p
     )
 
 
+def set_positions(db: ReadDatabase, cursor: Cursor, generations: Sequence[Generation], position: int) -> None:
+    """Move these generations to `position` (one statement), clearing the errors of those that had one."""
+    keys = [value for g in generations for value in (g.name, g.generation)]
+    where = " OR ".join(["(name = %s AND generation = %s)"] * len(generations))
+    cursor.execute(
+        db.sql(
+            f"UPDATE {TABLE} SET position = %s, updated_at = %s, error = NULL, error_position = NULL WHERE {where}"
+        ),
+        (position, db.to_db_time(_now()), *keys),
+    )
+
+
 def set_state(db: ReadDatabase, cursor: Cursor, name: str, generation: int, state: str) -> None:
     cursor.execute(
         db.sql(f"UPDATE {TABLE} SET state = %s, updated_at = %s WHERE name = %s AND generation = %s"),
@@ -151,13 +172,6 @@ def record_error(db: ReadDatabase, cursor: Cursor, name: str, generation: int, p
             f"UPDATE {TABLE} SET error = %s, error_position = %s, updated_at = %s WHERE name = %s AND generation = %s"
         ),
         (error, position, db.to_db_time(_now()), name, generation),
-    )
-
-
-def clear_error(db: ReadDatabase, cursor: Cursor, name: str, generation: int) -> None:
-    cursor.execute(
-        db.sql(f"UPDATE {TABLE} SET error = NULL, error_position = NULL WHERE name = %s AND generation = %s"),
-        (name, generation),
     )
 
 
