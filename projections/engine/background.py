@@ -29,11 +29,17 @@ class BackgroundLoop(ABC):
         self._wake, self._stop = threading.Event(), threading.Event()
         self._thread: threading.Thread | None = None
         if self.wakes_on_save:
-            organizations.save_listeners.append(lambda position: self._wake.set())
+            organizations.save_listeners.append(self._saved)
 
     @abstractmethod
     def run_once(self) -> int:
         """Do one round of work; return how much was done (0 when idle)."""
+
+    def _saved(self, position: int) -> None:
+        # A save of this loop's own (the mailer recording an outcome, a job applying items) is work it has
+        # just done, not work for it: waking for it would cost a round that finds nothing.
+        if threading.current_thread() is not self._thread:
+            self._wake.set()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run_forever, name=self.name, daemon=True)

@@ -144,24 +144,33 @@ def drop_generation(db: ReadDatabase, cursor: Cursor, name: str, generation: int
 
 def active(db: ReadDatabase, organization_id: str | None = None, limit: int = 1000) -> list[ParkedEvent]:
     """Parked events of the generations readers use, oldest first; optionally of one organization."""
+    with db.snapshot() as cursor:
+        return active_in(db, cursor, organization_id, limit)
+
+
+def active_in(db: ReadDatabase, cursor: Cursor, organization_id: str | None, limit: int) -> list[ParkedEvent]:
+    """`active`, read in the caller's transaction."""
     where, params = "g.state = %s", [tracking.ACTIVE]
     if organization_id is not None:
         where += " AND p.organization_id = %s"
         params.append(organization_id)
-    with db.snapshot() as cursor:
-        cursor.execute(
-            db.sql(
-                f"{_SELECT_P} JOIN {tracking.TABLE} g ON g.name = p.name AND g.generation = p.generation"
-                f" WHERE {where} ORDER BY p.parked_at, p.name LIMIT %s"
-            ),
-            (*params, limit),
-        )
-        return [_parked(db, row) for row in cursor.fetchall()]
+    cursor.execute(
+        db.sql(
+            f"{_SELECT_P} JOIN {tracking.TABLE} g ON g.name = p.name AND g.generation = p.generation"
+            f" WHERE {where} ORDER BY p.parked_at, p.name LIMIT %s"
+        ),
+        (*params, limit),
+    )
+    return [_parked(db, row) for row in cursor.fetchall()]
 
 
-def degradation(db: ReadDatabase, organization_id: str) -> ParkedEvent | None:
-    """Why the organization's read models cannot be trusted right now, or None (the usual answer)."""
-    parked = active(db, organization_id, limit=1)
+def degradation(db: ReadDatabase, organization_id: str, cursor: Cursor | None = None) -> ParkedEvent | None:
+    """Why the organization's read models cannot be trusted right now, or None (the usual answer).
+    Read in `cursor`'s transaction when given."""
+    if cursor is None:
+        with db.snapshot() as own:
+            return degradation(db, organization_id, own)
+    parked = active_in(db, cursor, organization_id, limit=1)
     return parked[0] if parked else None
 
 

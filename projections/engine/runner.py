@@ -66,6 +66,9 @@ class ProjectionRunner(BackgroundLoop):
         self.broken: dict[str, Broken] = {}  # projections whose own tables fail, until their next try
         self._instances: dict[tuple[str, int], Projection] = {}
         self._listener: Any = None
+        # Where the next batch starts when the last one left every one of these read models at it
+        # (a read of the positions saved per batch); None: look it up.
+        self._resume: tuple[list[str], int] | None = None
 
     # -- one step ----------------------------------------------------------
     def run_once(self) -> int:
@@ -73,23 +76,27 @@ class ProjectionRunner(BackgroundLoop):
         names = [name for name in self.names if self._due(name)]
         if not names:
             return 0
-        start = self._lowest_position(names)
+        resume, self._resume = self._resume, None
+        start = resume[1] if resume is not None and resume[0] == names else self._lowest_position(names)
         notifications = read_batch(self.organizations, start, self.batch_size)
         if not notifications:
+            self._resume = (names, start)
             return 0
         batch = self.decoder.batch(notifications)
         last = notifications[-1].id
         try:
             with self.db.transaction() as cursor:
-                self._apply(cursor, names, batch, last)
+                complete = self._apply(cursor, names, batch, start, last)
             for name in names:
                 self.broken.pop(name, None)
+            if complete:
+                self._resume = (names, last)
         except Exception as error:
             self._forget_uncommitted()
             if is_transient(error):
                 raise
             for name in names:
-                self._apply_alone(name, batch, last)
+                self._apply_alone(name, batch, start, last)
         finally:
             self.db.progress.committed()
         return len(notifications)
@@ -131,28 +138,31 @@ class ProjectionRunner(BackgroundLoop):
         return f"{self.organizations.name.lower()}_events"
 
     # -- applying ----------------------------------------------------------
-    def _apply(self, cursor: Cursor, names: Sequence[str], batch: Batch, last: int) -> None:
-        """The batch into the active generations of `names` and their positions, set-wise: the bookkeeping
-        is three statements whatever the number of read models."""
-        active = tracking.lock_active(self.db, cursor, names)
-        # A name without an active row is being switched by a rebuild right now; one already at `last`
-        # was brought there by another runner.
-        behind = [generation for generation in active.values() if generation.position < last]
-        if not behind:
-            return
-        held = parking.held_by(self.db, cursor, [(g.name, g.generation) for g in behind])
-        for g in behind:
-            apply_batch(
-                self.db, cursor, self._projection(g.name, g.generation), batch, g.position,
-                held.get((g.name, g.generation), frozenset()),
-            )  # fmt: skip
-        tracking.set_positions(self.db, cursor, behind, last)
+    def _apply(self, cursor: Cursor, names: Sequence[str], batch: Batch, start: int, last: int) -> bool:
+        """The batch (the events after `start` up to `last`) into the active generations of `names` and their
+        positions, set-wise: the bookkeeping is three statements whatever the number of read models.
 
-    def _apply_alone(self, name: str, batch: Batch, last: int) -> None:
+        Returns whether every one of them is now at `last` or beyond. One is not when it has no active row
+        (a rebuild is switching it right now) or is behind `start` (a rebuild just made a generation active
+        that has not seen the batch's first events): it is left for the next batch, read from its position.
+        """
+        active = tracking.lock_active(self.db, cursor, names)
+        fits = [g for g in active.values() if start <= g.position < last]  # at `last` or beyond: another runner's
+        if fits:
+            held = parking.held_by(self.db, cursor, [(g.name, g.generation) for g in fits])
+            for g in fits:
+                apply_batch(
+                    self.db, cursor, self._projection(g.name, g.generation), batch, g.position,
+                    held.get((g.name, g.generation), frozenset()),
+                )  # fmt: skip
+            tracking.set_positions(self.db, cursor, fits, last)
+        return len(active) == len(names) and all(g.position >= start for g in active.values())
+
+    def _apply_alone(self, name: str, batch: Batch, start: int, last: int) -> None:
         """After a failed batch: this projection alone, then event by event if it still fails."""
         try:
             with self.db.transaction() as cursor:
-                self._apply(cursor, [name], batch, last)
+                self._apply(cursor, [name], batch, start, last)
             self.broken.pop(name, None)
             return
         except Exception as error:

@@ -89,11 +89,12 @@ def wait_for(db: ReadDatabase, position: int | None, timeout: float = 5.0, organ
         commits = db.progress.commits  # before looking: a commit from now on ends the wait below at once
         with db.snapshot() as cursor:
             generations = [g for g in tracking.all_generations(db, cursor) if g.state == tracking.ACTIVE]
+            reached = bool(generations) and min(g.position for g in generations) >= position
+            parked = parking.degradation(db, organization_id, cursor) if reached and organization_id else None
         failed = [g for g in generations if g.error and g.position < position]
         if failed:
             raise ReadModelLaggingError(f"the {failed[0].name!r} read model cannot apply events: {failed[0].error}")
-        if generations and min(g.position for g in generations) >= position:
-            parked = parking.degradation(db, organization_id) if organization_id else None
+        if reached:
             if parked is not None:
                 raise OrganizationDegradedError(parked)
             return

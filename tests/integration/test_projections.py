@@ -9,10 +9,12 @@ from datetime import timedelta
 import pytest
 
 from membership import Actor
-from projections.engine import parking, store
+from projections.engine import parking, store, tracking
+from projections.engine.catalog import fingerprints
 from projections.engine.runner import ProjectionRunner
 from projections.engine.store import ReadModelLaggingError
 from projections.invitations import InvitationsProjection
+from projections.roles import RolesProjection
 from service.bootstrap import Services
 from tests.factories import new_actor
 from tests.helpers import member_id, role_id, table_rows
@@ -198,6 +200,22 @@ def test_a_projection_whose_table_is_gone_says_so_and_is_retried_while_the_other
     store.wait_for(db, latest, timeout=1)
     assert not services.runner.broken
     assert {s.name: s.error for s in store.status(db, latest)}["invitations"] is None
+
+
+def test_a_generation_made_active_behind_where_the_runner_got_is_filled_from_its_own_position(
+    services: Services, history: History
+) -> None:
+    """The runner starts each batch where the last one left every read model; one made active meanwhile
+    that has not seen those events (an operator's switch to an empty copy) must not skip them."""
+    app, db = history.app, services.read_db
+    with db.transaction() as cursor:
+        tracking.set_state(db, cursor, "roles", 1, tracking.RETIRED)
+        RolesProjection(2).create_tables(db, cursor)
+        tracking.insert_generation(db, cursor, "roles", 2, tracking.ACTIVE, fingerprints("roles"))
+    app.create_role(history.org, history.owner, "Ops", "Runs things", ["manage:deployments"])
+    services.runner.catch_up()
+    names = table_rows(services, "SELECT name FROM {roles} WHERE organization_id = %s ORDER BY name", str(history.org))
+    assert [name for (name,) in names] == ["Admin", "Developer", "Ops", "Owner", "QA", "Viewer"]
 
 
 def test_waiting_for_a_position_nobody_has_reached_times_out(services: Services, history: History) -> None:
