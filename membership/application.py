@@ -20,7 +20,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from copy import deepcopy
 from dataclasses import dataclass
@@ -56,6 +56,16 @@ def project_organization(org: Organization | None, events: Iterable[Any]) -> Org
     for event in events:
         org = event.mutate(org)
     return org
+
+
+@dataclass(frozen=True)
+class EmailOutcome:
+    """What became of the e-mail for one invitation token: sent, or `failure` says why not."""
+
+    invitation_id: UUID
+    token_nonce: str
+    message_id: str
+    failure: str = ""
 
 
 @dataclass(frozen=True)
@@ -187,17 +197,25 @@ class Organizations(Application[UUID]):
             nonce = org.get_invitation(invitation_id).token_nonce
         return self.signer.derive(INVITATION, organization_id, invitation_id, nonce)
 
-    def record_invitation_email(
-        self, organization_id: UUID, invitation_id: UUID, token_nonce: str, message_id: str, failure: str = ""
-    ) -> Receipt:
-        """Record the outcome of the e-mail for one invitation token (by the mailer)."""
-        return self._update(
-            organization_id,
-            lambda org: org.record_invitation_email(
-                MAILER, invitation_id, token_nonce, message_id, self.clock(), failure
-            ),
-            invitation_id,
-        )
+    def record_invitation_emails(self, organization_id: UUID, outcomes: Sequence[EmailOutcome]) -> list[UUID]:
+        """Record what became of the e-mails of one organization's invitation tokens (by the mailer), in one
+        save: a round of the mailer writes once per organization, not once per message. Returns the
+        invitations refused (gone from the organization): their outcome can never be recorded."""
+        refused: list[UUID] = []
+
+        def record(org: Organization) -> None:
+            refused.clear()  # a retry after a concurrent write decides again from the fresh state
+            now = self.clock()
+            for outcome in outcomes:
+                try:
+                    org.record_invitation_email(
+                        MAILER, outcome.invitation_id, outcome.token_nonce, outcome.message_id, now, outcome.failure
+                    )
+                except err.MembershipError:
+                    refused.append(outcome.invitation_id)
+
+        self._update(organization_id, record)
+        return refused
 
     def record_skipped_event(
         self, organization_id: UUID, operator: str, projection: str, position: int, event_type: str, reason: str

@@ -9,6 +9,7 @@ or `skipped` (its token needs no e-mail any more).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -154,9 +155,10 @@ def unrecorded(db: ReadDatabase, limit: int = 100) -> list[tuple[Delivery, str]]
     return [(_delivery(db, row), row[6]) for row in rows]
 
 
-def mark_recorded(db: ReadDatabase, delivery_id: str) -> None:
+def mark_recorded(db: ReadDatabase, delivery_ids: Sequence[str]) -> None:
+    marks = ", ".join(["%s"] * len(delivery_ids))
     with db.transaction() as cursor:
-        cursor.execute(db.sql("UPDATE mail_deliveries SET recorded = 1 WHERE delivery_id = %s"), (delivery_id,))
+        cursor.execute(db.sql(f"UPDATE mail_deliveries SET recorded = 1 WHERE delivery_id IN ({marks})"), delivery_ids)
 
 
 def counts(db: ReadDatabase) -> dict[str, int]:

@@ -238,6 +238,24 @@ def test_a_permanent_refusal_is_recorded_as_failed_and_not_retried(
     assert "550" in types[1][1]
 
 
+def test_a_round_records_one_organizations_outcomes_in_one_save_and_each_invitation_shows_its_own(
+    scene: tuple, smtp_server: Callable, inbox: Inbox
+) -> None:
+    services, mailer, _ = scene
+    smtp_server()
+    app, owner = services.organizations, new_actor("olivia")
+    org = app.create_organization(owner, "Acme Rockets").organization_id
+    developer = role_id(app, org, "Developer")
+    sent = [app.invite_member(org, owner, new_actor("dev").email, developer).id for _ in range(3)]
+    bounced = app.invite_member(org, owner, new_actor("bounce").email, developer).id
+    saves: list[int] = []
+    app.save_listeners.append(saves.append)
+    mailer.run_once()
+    assert len(saves) == 1  # four outcomes, one write to the organization's stream
+    assert len(inbox.messages) == 3
+    assert [email_status(services, invitation)[0] for invitation in [*sent, bounced]] == [*["sent"] * 3, "failed"]
+
+
 def test_other_deliveries_keep_flowing_past_a_failing_one(scene: tuple, smtp_server: Callable, inbox: Inbox) -> None:
     services, mailer, _ = scene
     smtp_server()

@@ -26,6 +26,7 @@ from uuid import UUID
 from eventsourcing.utils import get_topic
 
 from membership import Organization, Organizations
+from membership.application import EmailOutcome
 from membership.exceptions import MembershipError
 from membership.tokens import INVITATION
 from projections import outbox
@@ -96,17 +97,26 @@ class Mailer(BackgroundLoop):
         return len(due)
 
     def record(self) -> int:
-        """Turn outcomes into events; one that cannot be recorded now is tried again next round."""
+        """Turn outcomes into events, one save per organization; what cannot be recorded now is tried again
+        next round."""
         done = outbox.unrecorded(self.db)
+        by_organization: dict[str, list[tuple[outbox.Delivery, str]]] = {}
         for delivery, status in done:
+            by_organization.setdefault(delivery.organization_id, []).append((delivery, status))
+        for organization_id, deliveries in by_organization.items():
             try:
-                self._record(delivery, status)
-            except (MembershipError, ValueError) as refused:  # no such organization or invitation: never recordable
-                log.warning("mailer: the outcome of %s cannot be recorded: %s", delivery.delivery_id, refused)
+                refused = self.organizations.record_invitation_emails(
+                    UUID(organization_id), [_outcome(delivery, status) for delivery, status in deliveries]
+                )
+            except (MembershipError, ValueError) as error:  # no such organization: never recordable
+                refused = [UUID(delivery.invitation_id) for delivery, _ in deliveries]
+                log.warning("mailer: outcomes for organization %s cannot be recorded: %s", organization_id, error)
             except Exception:  # the store, briefly: the next round tries again
-                log.warning("mailer: the outcome of %s not recorded yet", delivery.delivery_id, exc_info=True)
+                log.warning("mailer: outcomes for organization %s not recorded yet", organization_id, exc_info=True)
                 continue
-            outbox.mark_recorded(self.db, delivery.delivery_id)
+            for invitation_id in refused:
+                log.warning("mailer: the outcome for invitation %s cannot be recorded: it is gone", invitation_id)
+            outbox.mark_recorded(self.db, [delivery.delivery_id for delivery, _ in deliveries])
         return len(done)
 
     def now(self) -> datetime:
@@ -124,15 +134,6 @@ class Mailer(BackgroundLoop):
             recipient,
             event.actor_email,
             event.timestamp,
-        )
-
-    def _record(self, delivery: outbox.Delivery, status: str) -> None:
-        self.organizations.record_invitation_email(
-            UUID(delivery.organization_id),
-            UUID(delivery.invitation_id),
-            delivery.token_nonce,
-            delivery.delivery_id,
-            failure=(delivery.last_error or "refused") if status == outbox.FAILED else "",
         )
 
     def _deliver_alone(self, delivery: outbox.Delivery) -> None:
@@ -200,3 +201,8 @@ class Mailer(BackgroundLoop):
             expires_at=expires_at,
             accept_url=f"{self.public_url}/invite/accept?token={token}",
         )
+
+
+def _outcome(delivery: outbox.Delivery, status: str) -> EmailOutcome:
+    failure = (delivery.last_error or "refused") if status == outbox.FAILED else ""
+    return EmailOutcome(UUID(delivery.invitation_id), delivery.token_nonce, delivery.delivery_id, failure)
