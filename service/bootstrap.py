@@ -5,7 +5,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask
@@ -25,6 +25,7 @@ from workers.mail.transport import transport_for
 from workers.snapshots import SnapshotTaker
 
 log = logging.getLogger(__name__)
+ELECTION_RETRY_S = 2.0  # server processes waiting to run the background work try again this often
 
 # Tables besides the read models', each created by the module that owns it: state that is never
 # rebuilt from events (kept across rebuilds).
@@ -59,6 +60,8 @@ class Services:
     mailer: Mailer | None = None
     jobs: JobRunner | None = None
     snapshots: SnapshotTaker | None = None
+    _closing: threading.Event = field(default_factory=threading.Event)
+    _election: threading.Thread | None = None
 
     def start_projections(self) -> ProjectionRunner:
         """Run the read models, the invitation mailer and bulk jobs in background threads of this process."""
@@ -66,6 +69,30 @@ class Services:
         self.runner.start()
         self.start_background_work()
         return self.runner
+
+    def start_projections_in_one_process(self) -> threading.Thread:
+        """`start_projections` in one of the server processes on this store at a time, not in each: they take
+        turns for a lock, its holder runs the background work, and another takes over within
+        ELECTION_RETRY_S of the holder's end. The others' commands are woken by its commits as by their own
+        (ReadDatabase.follow_applied), and their interpreters are left to requests."""
+        self._election = threading.Thread(
+            target=self._start_projections_when_elected, name="background-election", daemon=True
+        )
+        self._election.start()
+        return self._election
+
+    def _start_projections_when_elected(self) -> None:
+        lock = f"background-work:{self.settings.database.schema}"
+        while not self._closing.is_set():
+            try:
+                with self.read_db.exclusive(lock) as mine:
+                    if mine and not self._closing.is_set():
+                        self.start_projections()
+                        self._closing.wait()  # held while this process serves
+                        return
+            except Exception as error:  # an outage: the next try is soon
+                log.warning("background work: the lock cannot be taken now (%s)", error)
+            self._closing.wait(ELECTION_RETRY_S)
 
     def start_background_work(self, job_batch_size: int = 500) -> None:
         """The mailer, bulk jobs and snapshots (the worker process runs the projections itself)."""
@@ -96,6 +123,9 @@ class Services:
             log.exception("the rebuild of a changed read model stopped")
 
     def close(self) -> None:
+        self._closing.set()
+        if self._election is not None:  # it may be starting the loops right now: they are then stopped below
+            self._election.join(timeout=10)
         loops = [loop for loop in (self.snapshots, self.jobs, self.mailer, self.runner) if loop is not None]
         for loop in loops:  # all asked at once: each finishes its round side by side
             loop.request_stop()
@@ -136,12 +166,13 @@ def build_services(settings: Settings) -> Services:
 def build_app(settings: Settings, run_projections: bool = False) -> Flask:
     """The API over freshly built parts, closed at exit. Called in each server process (after the fork).
 
-    `run_projections` runs the projection runner and the background duties in threads of this
-    process: the embedded SQLite set-up, or PostgreSQL with `membership serve --with-worker`.
+    `run_projections` runs the projection runner and the background duties in threads of one of the
+    server processes (Services.start_projections_in_one_process): the embedded SQLite set-up, or
+    PostgreSQL with `membership serve --with-worker`.
     """
     services = build_services(settings)
     atexit.register(services.close)
     app = create_app(services)
     if run_projections:
-        services.start_projections()
+        services.start_projections_in_one_process()
     return app

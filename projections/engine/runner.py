@@ -156,6 +156,7 @@ class ProjectionRunner(BackgroundLoop):
                     held.get((g.name, g.generation), frozenset()),
                 )  # fmt: skip
             tracking.set_positions(self.db, cursor, fits, last)
+            self.db.notify_applied(cursor)
         return len(active) == len(names) and all(g.position >= start for g in active.values())
 
     def _apply_alone(self, name: str, batch: Batch, start: int, last: int) -> None:

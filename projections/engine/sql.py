@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -21,7 +22,9 @@ from psycopg_pool import ConnectionPool
 
 from membership.database import Database
 
+log = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_S = 30.0
+FOLLOW_TIMEOUT_S, FOLLOW_RETRY_S = 0.5, 1.0  # the relay of other processes' commits: its checks, its retries
 SCHEMA_LOCK_KEY = 724_000  # pg_advisory_lock key held while the service creates its tables
 # The portable column types projections declare ({ts}, {bigint}, {json}) in each dialect.
 SQLITE_TYPES = {"ts": "TEXT", "bigint": "INTEGER", "json": "TEXT"}
@@ -48,6 +51,12 @@ class Progress:
         self._changed = threading.Condition()
         self._commits = 0
         self.runners = 0  # runners of this process now running: while there is one, waiters can sleep
+        self.listening = False  # True while the commits of other processes' runners are relayed (PostgreSQL)
+
+    @property
+    def relayed(self) -> bool:
+        """Whether some runner's commits wake the waiters: one of this process, or another's by NOTIFY."""
+        return self.runners > 0 or self.listening
 
     @property
     def commits(self) -> int:
@@ -73,6 +82,8 @@ class ReadDatabase:
         self.database = database
         self.is_sqlite = database.backend == "sqlite"
         self.progress = Progress()
+        self._follower: threading.Thread | None = None
+        self._closing = threading.Event()
         self._local = threading.local()
         self._sqlite_connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
@@ -245,6 +256,41 @@ class ReadDatabase:
                 if acquired:
                     connection.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
+    # -- who has applied what, across processes --------------------------------
+    @property
+    def applied_channel(self) -> str:
+        """Where runners NOTIFY their commits: one channel per schema (services may share a server)."""
+        return f"applied_{self.database.schema}"[:63]
+
+    def notify_applied(self, cursor: Cursor) -> None:
+        """Tell the other processes, when this transaction commits, that read models moved (PostgreSQL)."""
+        if not self.is_sqlite:
+            cursor.execute("SELECT pg_notify(%s, '')", (self.applied_channel,))
+
+    def follow_applied(self) -> None:
+        """Relay other processes' runner commits to this process's waiters (`progress`), from a thread
+        LISTENing on `applied_channel`; reconnects after an outage. Idempotent; nothing on SQLite."""
+        with self._connections_lock:
+            if self.is_sqlite or self._follower is not None:
+                return
+            self._follower = threading.Thread(target=self._follow, name="read-models-follower", daemon=True)
+        self._follower.start()
+
+    def _follow(self) -> None:
+        while not self._closing.is_set():
+            try:
+                with self.listen_connection(self.applied_channel) as connection:
+                    self.progress.listening = True
+                    self.progress.committed()  # anything committed before LISTEN: waiters look again
+                    while not self._closing.is_set():
+                        for _ in connection.notifies(timeout=FOLLOW_TIMEOUT_S):
+                            self.progress.committed()
+            except Exception as error:  # an outage: waiters poll meanwhile, and this tries again
+                log.debug("the relay of read-model commits stopped: %s", error)
+            finally:
+                self.progress.listening = False
+            self._closing.wait(FOLLOW_RETRY_S)
+
     def listen_connection(self, channel: str) -> psycopg.Connection[Any]:
         """A dedicated autocommit connection LISTENing on `channel` (PostgreSQL only)."""
         connection = psycopg.connect(**self._pg_kwargs(), autocommit=True)
@@ -252,6 +298,7 @@ class ReadDatabase:
         return connection
 
     def close(self) -> None:
+        self._closing.set()  # the relay ends (and closes its connection) within FOLLOW_TIMEOUT_S
         if self._pool is not None:
             self._pool.close()
         with self._connections_lock:

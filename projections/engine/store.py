@@ -12,7 +12,7 @@ from projections.engine.catalog import PROJECTIONS, fingerprints
 from projections.engine.sql import Cursor, ReadDatabase
 
 FIRST_GENERATION = 1
-LOCAL_RECHECK_S = 0.05  # wait_for with a runner in this process: how long it trusts the runner to wake it
+RELAYED_RECHECK_S = 0.05  # wait_for: how long it trusts a relayed runner to wake it
 TableOwner = Callable[[ReadDatabase, Cursor], None]  # creates its tables if missing, in the given transaction
 
 
@@ -78,11 +78,13 @@ def wait_for(db: ReadDatabase, position: int | None, timeout: float = 5.0, organ
     """Return once every projection has applied `position`; raise ReadModelLaggingError past `timeout`,
     or OrganizationDegradedError if a read model holds the organization's events back.
 
-    A command's response should follow its event within milliseconds: with a runner in this process,
-    it looks again whenever that runner commits; otherwise it polls every 1-5 ms.
+    A command's response should follow its event within milliseconds: it looks again whenever a runner
+    commits (one of this process, or another's NOTIFY on PostgreSQL); failing both, it polls every 1-5 ms.
     """
     if position is None:
         return
+    if not db.progress.runners:
+        db.follow_applied()
     deadline = time.monotonic() + timeout
     pause = 0.001
     while True:
@@ -101,9 +103,9 @@ def wait_for(db: ReadDatabase, position: int | None, timeout: float = 5.0, organ
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise ReadModelLaggingError(f"the read models have not reached position {position} after {timeout} s")
-        if db.progress.runners:
-            # Looks again at least every LOCAL_RECHECK_S: a rebuild in another process may switch a generation.
-            db.progress.wait(commits, min(remaining, LOCAL_RECHECK_S))
+        if db.progress.relayed:
+            # Looks again at least every RELAYED_RECHECK_S: a rebuild in another process may switch a generation.
+            db.progress.wait(commits, min(remaining, RELAYED_RECHECK_S))
         else:
             time.sleep(min(pause, remaining))
             pause = min(pause * 2, 0.005)
