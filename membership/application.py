@@ -21,7 +21,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from copy import deepcopy
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -107,6 +107,10 @@ class Organizations(Application[UUID]):
         self._locks = [threading.RLock() for _ in range(LOCK_STRIPES)]  # re-entrant: reading() may nest
         self.conflicts_retried = 0  # commands re-run after another process wrote first
         self.save_listeners: list[Callable[[int], None]] = []  # e.g. wakes an in-process projection runner
+        # Held around each command beside the in-process lock: where several processes write, one that
+        # serialises an organization's commands across them turns a conflict (evict, reload, decide again)
+        # into a short wait. The composition root supplies it (service.bootstrap); none by default.
+        self.exclusive_across_processes: Callable[[UUID], AbstractContextManager[object]] = _no_lock
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         """The organization's state records too, so snapshots can hold them."""
@@ -441,7 +445,7 @@ class Organizations(Application[UUID]):
         wrote first (the store refuses the save), run it again from a fresh load after a short random pause."""
         for n in range(MAX_ATTEMPTS):
             try:
-                with self._lock(organization_id):
+                with self._lock(organization_id), self.exclusive_across_processes(organization_id):
                     return attempt()
             except IntegrityError:
                 self.conflicts_retried += 1
@@ -524,3 +528,7 @@ class Organizations(Application[UUID]):
 
 def _events_of(processing_event: ProcessingEvent[UUID], aggregate_id: UUID) -> list[Any]:
     return [event for event in processing_event.events if event.originator_id == aggregate_id]
+
+
+def _no_lock(organization_id: UUID) -> AbstractContextManager[object]:
+    return nullcontext()

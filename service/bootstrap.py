@@ -157,6 +157,7 @@ def build_services(settings: Settings) -> Services:
         with read_db.schema_lock():
             organizations = build_organizations(settings)
             store.setup(read_db, *OPERATIONAL_TABLES)
+        organizations.exclusive_across_processes = read_db.organization_lock
     except BaseException:
         read_db.close()  # its pool's threads would otherwise go on trying to connect
         raise

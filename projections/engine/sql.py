@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Protocol
+from uuid import UUID
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -25,7 +26,8 @@ from membership.database import Database
 log = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_S = 30.0
 FOLLOW_TIMEOUT_S, FOLLOW_RETRY_S = 0.5, 1.0  # the relay of other processes' commits: its checks, its retries
-SCHEMA_LOCK_KEY = 724_000  # pg_advisory_lock key held while the service creates its tables
+SCHEMA_LOCK_KEY = 724_000
+ORGANIZATION_LOCK_SPACE = 724_001  # the first key of the two-key advisory locks of organization_lock  # pg_advisory_lock key held while the service creates its tables
 # The portable column types projections declare ({ts}, {bigint}, {json}) in each dialect.
 SQLITE_TYPES = {"ts": "TEXT", "bigint": "INTEGER", "json": "TEXT"}
 POSTGRES_TYPES = {"ts": "timestamptz", "bigint": "bigint", "json": "text"}
@@ -255,6 +257,22 @@ class ReadDatabase:
             finally:
                 if acquired:
                     connection.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+    @contextmanager
+    def organization_lock(self, organization_id: UUID) -> Iterator[None]:
+        """Held by one process at a time per organization (PostgreSQL; SQLite serialises its writers itself):
+        commands of several server processes on one organization queue for it instead of conflicting.
+        A transaction-scoped advisory lock, so nothing can leave it held; waiting past 5 s is an outage."""
+        if self.is_sqlite:
+            yield
+            return
+        assert self._pool is not None
+        with self._pool.connection() as pg, pg.transaction():
+            pg.execute(
+                "SELECT set_config('lock_timeout', '5s', true), pg_advisory_xact_lock(%s, %s)",
+                (ORGANIZATION_LOCK_SPACE, organization_id.int & 0x7FFFFFFF),  # two organizations may share a key
+            )
+            yield
 
     # -- who has applied what, across processes --------------------------------
     @property

@@ -15,6 +15,8 @@ import pytest
 
 from membership import Organizations
 from membership.exceptions import InviteLinkUsedUpError, MembershipError
+from service.bootstrap import build_services
+from service.settings import Settings
 from tests.factories import new_actor
 from tests.helpers import assert_invariants, join, member_id, role_id
 
@@ -103,3 +105,29 @@ def test_racing_role_changes_keep_every_rule(instances: list[Organizations]) -> 
     expected_version = 2 + 2 * 5 + len(changed)
     assert org.version == expected_version
     assert_invariants(app, org_id)
+
+
+def test_processes_sharing_the_organization_lock_queue_instead_of_conflicting(
+    store: str, settings_for: Callable[..., Settings]
+) -> None:
+    """As the server wires them (service.bootstrap): on PostgreSQL an organization's commands from several
+    processes take turns, so none is decided twice; SQLite serialises its writers by itself."""
+    processes = [build_services(settings_for(store)) for _ in range(INSTANCES)]
+    try:
+        apps = [services.organizations for services in processes]
+        owner = new_actor("owner")
+        org_id = apps[0].create_organization(owner, "Acme").organization_id
+        viewer = role_id(apps[0], org_id, "Viewer")
+        emails = [f"invitee-{n}@example.com" for n in range(2 * THREADS)]
+
+        results = race(
+            [lambda n=n, e=e: apps[n % INSTANCES].invite_member(org_id, owner, e, viewer) for n, e in enumerate(emails)]
+        )
+
+        assert not [r for r in results if isinstance(r, Exception)]
+        assert set(apps[1].get_organization(org_id).pending_by_email) == set(emails)
+        if not processes[0].read_db.is_sqlite:
+            assert sum(app.conflicts_retried for app in apps) == 0
+    finally:
+        for services in processes:
+            services.close()
