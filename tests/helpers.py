@@ -114,3 +114,17 @@ def refuse_member_rows(db: ReadDatabase, email: str) -> None:
 def fix_the_bug(db: ReadDatabase) -> None:
     with db.transaction() as cursor:
         cursor.execute("DROP TRIGGER refuse_poison" + ("" if db.is_sqlite else " ON members_g1"))
+
+
+def assert_each_invite_visible_when_its_wait_returns(app: Organizations, reader: Services, count: int) -> None:
+    """Invitations made one at a time through `app`: each shows in `reader`'s read models as soon as
+    `wait_for` on `reader` returns for it (read-your-writes)."""
+    from projections.engine.store import wait_for
+
+    owner = new_actor("owner")
+    org = app.create_organization(owner, "Live").organization_id
+    for n in range(count):
+        receipt = app.invite_member(org, owner, f"p{n}@example.com", role_id(app, org, "Viewer"))
+        wait_for(reader.read_db, receipt.position, timeout=5)
+        visible = table_rows(reader, "SELECT COUNT(*) FROM {invitations} WHERE organization_id = %s", str(org))
+        assert visible == [(n + 1,)]

@@ -66,8 +66,7 @@ def create_table(db: ReadDatabase, cursor: Cursor) -> None:
 
 def held(db: ReadDatabase, cursor: Cursor, name: str, generation: int) -> frozenset[str]:
     """The aggregates whose events this generation holds back (usually none)."""
-    cursor.execute(db.sql(f"SELECT aggregate_id FROM {TABLE} WHERE name = %s AND generation = %s"), (name, generation))
-    return frozenset(row[0] for row in cursor.fetchall())
+    return held_by(db, cursor, [(name, generation)]).get((name, generation), frozenset())
 
 
 def held_by(

@@ -111,11 +111,10 @@ class ProjectionRunner(BackgroundLoop):
     # -- running in the background -----------------------------------------
     def run_forever(self) -> None:
         """Until stop(): apply batches, then sleep until woken by a save, a NOTIFY or the poll interval."""
-        self.db.progress.runners += 1
         try:
-            super().run_forever()
+            with self.db.progress.running():
+                super().run_forever()
         finally:
-            self.db.progress.runners -= 1
             self.recover(None)
 
     def idle(self) -> None:

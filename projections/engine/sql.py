@@ -64,6 +64,17 @@ class Progress:
     def commits(self) -> int:
         return self._commits
 
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """Counts a runner of this process for the duration of the block."""
+        with self._changed:
+            self.runners += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.runners -= 1
+
     def committed(self) -> None:
         with self._changed:
             self._commits += 1

@@ -8,12 +8,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from projections.engine import store as read_models
 from service import bootstrap
 from service.bootstrap import Services, build_services
 from service.settings import Settings
-from tests.factories import new_actor
-from tests.helpers import role_id, table_rows
+from tests.helpers import assert_each_invite_visible_when_its_wait_returns
 
 
 @pytest.fixture
@@ -55,12 +53,6 @@ def test_a_command_in_a_process_without_the_runner_is_visible_when_its_wait_retu
 ) -> None:
     leader, follower, _ = processes
     leader.start_projections()
-    app, owner = follower.organizations, new_actor("owner")
-    org = app.create_organization(owner, "Elsewhere").organization_id
-    for n in range(10):
-        receipt = app.invite_member(org, owner, f"p{n}@example.com", role_id(app, org, "Viewer"))
-        read_models.wait_for(follower.read_db, receipt.position, timeout=5)
-        count = table_rows(follower, "SELECT COUNT(*) FROM {invitations} WHERE organization_id = %s", str(org))
-        assert count == [(n + 1,)]
+    assert_each_invite_visible_when_its_wait_returns(follower.organizations, follower, 10)
     # On PostgreSQL the runner's commits reached the follower by NOTIFY (SQLite: it polled).
     assert follower.read_db.progress.listening == (not follower.read_db.is_sqlite)

@@ -17,7 +17,7 @@ from projections.invitations import InvitationsProjection
 from projections.roles import RolesProjection
 from service.bootstrap import Services
 from tests.factories import new_actor
-from tests.helpers import member_id, role_id, table_rows
+from tests.helpers import assert_each_invite_visible_when_its_wait_returns, member_id, role_id, table_rows
 
 
 class History:
@@ -227,13 +227,7 @@ def test_waiting_for_a_position_nobody_has_reached_times_out(services: Services,
 
 def test_a_running_runner_makes_each_command_visible_before_the_wait_returns(services: Services) -> None:
     services.runner.start()
-    app, owner = services.organizations, new_actor("owner")
-    org = app.create_organization(owner, "Live").organization_id
-    for n in range(20):
-        receipt = app.invite_member(org, owner, f"p{n}@example.com", role_id(app, org, "Viewer"))
-        store.wait_for(services.read_db, receipt.position, timeout=5)
-        count = table_rows(services, "SELECT COUNT(*) FROM {invitations} WHERE organization_id = %s", str(org))
-        assert count == [(n + 1,)]
+    assert_each_invite_visible_when_its_wait_returns(services.organizations, services, 20)
 
 
 def test_joining_by_link_cancels_a_pending_invitation(services: Services, history: History) -> None:
