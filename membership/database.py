@@ -126,9 +126,11 @@ class Database:
             # The library retries ~10 times: keep each wait short so failures surface in seconds.
             "POSTGRES_CONNECT_TIMEOUT": "5",
             "POSTGRES_LOCK_TIMEOUT": "5",
-            # Kept open: 4; opened when busy: up to one connection per thread, so none waits for another.
-            "POSTGRES_POOL_SIZE": str(min(4, self.connections)),
-            "POSTGRES_MAX_OVERFLOW": str(max(self.connections - 4, 0)),
+            # Kept open: 1; opened when busy (and closed after 10 idle minutes): up to one connection per
+            # thread, so none waits for another. Each connection costs the server ~10 ms of CPU to start, and
+            # processes that never get busy (CLIs, a second API process, tests) need not pay for four.
+            "POSTGRES_POOL_SIZE": "1",
+            "POSTGRES_MAX_OVERFLOW": str(max(self.connections - 1, 0)),
             # No ping before each use (a round trip per statement group): a connection the server dropped
             # fails its first statement, the pool discards it, and the library's and the application's
             # retries take another (tests/integration/test_faults.py restarts PostgreSQL under load).

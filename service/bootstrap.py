@@ -6,11 +6,9 @@ import atexit
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
-
-from api import create_app, idempotency_keys, ratelimit_slots
+from api import idempotency_keys, ratelimit_slots
 from membership import Organizations
 from projections import members, outbox
 from projections.engine import definitions, store
@@ -23,6 +21,9 @@ from workers.jobs import JobRunner
 from workers.mail.mailer import Mailer
 from workers.mail.transport import transport_for
 from workers.snapshots import SnapshotTaker
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 log = logging.getLogger(__name__)
 ELECTION_RETRY_S = 2.0  # server processes waiting to run the background work try again this often
@@ -171,6 +172,8 @@ def build_app(settings: Settings, run_projections: bool = False) -> Flask:
     server processes (Services.start_projections_in_one_process): the embedded SQLite set-up, or
     PostgreSQL with `membership serve --with-worker`.
     """
+    from api.app import create_app  # here: the worker and the operators' commands never load Flask
+
     services = build_services(settings)
     atexit.register(services.close)
     app = create_app(services)

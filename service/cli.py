@@ -18,9 +18,8 @@ from membership.database import DEFAULT_REQUEST_THREADS, ConfigurationError
 from projections.engine.runner import ProjectionRunner
 from service.bootstrap import build_services
 from service.console import OperatorCommands, check_read_models, load_settings, log, services
-from service.devtools import ensure_demo_organization, mint_token, welcome
 from service.operations import audit, projections
-from service.server import DEFAULT_REQUEST_TIMEOUT_S, GunicornServer
+from service.settings import DEFAULT_REQUEST_TIMEOUT_S
 
 
 @click.group(cls=OperatorCommands)
@@ -59,6 +58,11 @@ def serve(host: str, port: int, workers: int, threads: int, request_timeout: flo
     run_projections = with_worker or settings.database.backend == "sqlite"
     services = build_services(settings)  # create every table once, before workers race to
     check_read_models(services)
+    # Imported here, not at the top: the worker, the operators' commands and a refused start-up never load
+    # PyJWT, Flask or gunicorn.
+    from service.devtools import ensure_demo_organization, welcome
+    from service.server import GunicornServer
+
     try:
         if settings.tokens is not None and settings.tokens.is_development_secret:
             services.runner = ProjectionRunner(services.organizations, services.read_db)
@@ -104,6 +108,8 @@ def worker(batch_size: int, job_batch_size: int) -> None:
 @click.option("--ttl", default="1h", show_default=True, help="Lifetime: 30m, 1h, 7d...")
 def token(sub: str, email: str, name: str, organization_id: UUID | None, ttl: str) -> None:
     """Mint a development token signed with MEMBERSHIP_JWT_SECRET (or the generated one in var/)."""
+    from service.devtools import mint_token  # PyJWT: only for this command
+
     settings = load_settings()
     try:
         click.echo(

@@ -38,10 +38,9 @@ from api.errors import PROBLEM_TYPE
 from membership.database import ConfigurationError
 from projections.engine.outages import is_transient
 from service.preflight import check_database
-from service.settings import Settings
+from service.settings import DEFAULT_REQUEST_TIMEOUT_S, Settings
 
 log = logging.getLogger(__name__)
-DEFAULT_REQUEST_TIMEOUT_S = 10.0
 # gunicorn's, stated here as README documents them. keepalive: idle time between requests on one connection
 # (a reverse proxy's upstream keepalive_timeout is shorter); timeout: a worker silent this long is restarted.
 LIMITS = {"limit_request_line": 4094, "limit_request_fields": 100, "limit_request_field_size": 8190}

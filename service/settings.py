@@ -15,6 +15,7 @@ from pathlib import Path
 from membership.database import ConfigurationError, Database
 
 DEFAULT_DATABASE_URL = "sqlite:///var/membership.db"
+DEFAULT_REQUEST_TIMEOUT_S = 10.0  # `membership serve --request-timeout`: seconds a client has to send a request
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name, not a secret)
 JWT_SECRET_FILE = "jwt_secret"  # noqa: S105
 

@@ -24,7 +24,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from api import create_app
+from api.app import create_app
 from membership import Actor
 from projections.engine.store import wait_for
 from service.bootstrap import Services, build_services
