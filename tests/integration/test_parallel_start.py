@@ -1,28 +1,31 @@
-"""Many processes starting at once on an empty PostgreSQL database all come up: tables are made once.
+"""Many set-ups at once on an empty PostgreSQL database all succeed: tables are made once.
 
 Before, concurrent CREATE TABLE IF NOT EXISTS collided in PostgreSQL's catalogs
 ("tuple concurrently updated", duplicate pg_type rows) about one start in four,
-and gunicorn's master exited "Worker failed to boot".
+and gunicorn's master exited "Worker failed to boot". Every process (server, each
+of its API processes, worker) sets up through `build_services`; here eight of them
+run at once, each on connections of its own as separate processes would, without
+paying eight interpreters' start-up. `membership serve` and `membership worker`
+starting as processes are tested in test_server_process and test_kill_and_resume.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
-import time
-from pathlib import Path
+import threading
+from collections.abc import Callable
 from uuid import uuid4
 
 import psycopg
 import pytest
 
-from tests.conftest import TEST_SECRET_KEY
-from tests.servers import MEMBERSHIP, free_port, wait_until_up
+from service.bootstrap import Services, build_services
+from service.settings import Settings
 
-# One round of eight processes setting up at once (the collision hit about one start in four); more rounds
-# cost ~6 s each: MEMBERSHIP_PARALLEL_START_ROUNDS=20 searches harder.
-ROUNDS = int(os.environ.get("MEMBERSHIP_PARALLEL_START_ROUNDS", "1"))
-WORKERS = 4  # `membership worker` processes, beside a server with three API processes and its own worker duties
+# Eight set-ups at once per round (the collision hit about one start in four);
+# MEMBERSHIP_PARALLEL_START_ROUNDS=20 searches harder.
+ROUNDS = int(os.environ.get("MEMBERSHIP_PARALLEL_START_ROUNDS", "3"))
+SET_UPS = 8
 
 
 def empty_schema(database_url: str) -> str:
@@ -32,40 +35,33 @@ def empty_schema(database_url: str) -> str:
     return f"{database_url}?schema={schema}"
 
 
-@pytest.mark.postgres
-@pytest.mark.slow
-def test_servers_and_workers_started_together_on_an_empty_database_all_come_up(
-    postgres_database_url: str, tmp_path: Path
-) -> None:
-    for round_ in range(ROUNDS):
-        env = {
-            **os.environ,
-            "MEMBERSHIP_DATABASE_URL": empty_schema(postgres_database_url),
-            "MEMBERSHIP_SECRET_KEY": TEST_SECRET_KEY,
-            "MEMBERSHIP_JWT_SECRET": TEST_SECRET_KEY,
-            "MEMBERSHIP_VAR_DIR": str(tmp_path / f"var{round_}"),
-        }
-        port = free_port()
-        commands = [[MEMBERSHIP, "worker"] for _ in range(WORKERS)]
-        commands.append([MEMBERSHIP, "serve", "--port", str(port), "--workers", "3", "--with-worker"])
-        logs = [tmp_path / f"round{round_}-{n}.log" for n in range(len(commands))]
-        processes = []
-        for command, log in zip(commands, logs, strict=True):
-            with log.open("wb") as output:
-                processes.append(subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT))
+def all_at_once(count: int, set_up: Callable[[], Services]) -> list[BaseException]:
+    """Run `set_up` in `count` threads released together; the errors they raised."""
+    start = threading.Barrier(count)
+    errors: list[BaseException] = []
+    built: list[Services] = []
+
+    def run() -> None:
+        start.wait()
         try:
-            try:
-                wait_until_up(f"http://127.0.0.1:{port}", processes[-1], timeout=60)
-            except AssertionError:
-                raise AssertionError("\n".join(f"{log.name}:\n{log.read_text()[-2000:]}" for log in logs)) from None
-            time.sleep(1.0)  # the workers are past their set-up too
-            for process, log in zip(processes, logs, strict=True):
-                assert process.poll() is None, log.read_text()
-            for log in logs:
-                text = log.read_text()
-                assert "concurrently updated" not in text and "Worker failed to boot" not in text, text
-        finally:
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                process.wait(timeout=30)
+            built.append(set_up())
+        except BaseException as error:  # noqa: BLE001 (reported by the test)
+            errors.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    for services in built:
+        services.close()
+    return errors
+
+
+@pytest.mark.postgres
+def test_set_ups_started_together_on_an_empty_database_all_succeed(
+    postgres_database_url: str, settings_for: Callable[..., Settings]
+) -> None:
+    for _ in range(ROUNDS):
+        settings = settings_for(empty_schema(postgres_database_url))
+        assert all_at_once(SET_UPS, lambda: build_services(settings)) == []  # noqa: B023 (used within the round)
