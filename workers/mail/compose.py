@@ -34,13 +34,13 @@ class Outgoing:
     """A composed message and its envelope; `smtputf8` when the envelope needs the server's SMTPUTF8 extension."""
 
     message: EmailMessage
+    data: bytes  # the message as handed to the server (SMTPUTF8 servers take UTF-8 headers), written once
     sender: str
     recipient: str
     smtputf8: bool
 
     def as_bytes(self) -> bytes:
-        """As handed to the server (SMTPUTF8 servers take UTF-8 headers)."""
-        return self.message.as_bytes(policy=policy.SMTPUTF8 if self.smtputf8 else policy.SMTP)
+        return self.data
 
 
 def message_id(invitation_id: UUID | str, token_nonce: str, sender: str) -> str:
@@ -65,12 +65,13 @@ def compose(invitation: Invitation, sender: str, msg_id: str, now: datetime) -> 
     try:
         envelope_sender = _envelope(parseaddr(sender)[1])
         smtputf8 = recipient.needs_smtputf8 or not envelope_sender.isascii()
-        outgoing = Outgoing(EmailMessage(), envelope_sender, recipient.envelope, smtputf8)
-        _write(outgoing.message, invitation, sender, to, msg_id, now)
-        outgoing.as_bytes()  # what would fail at the server's door fails here, once and for good
+        message = EmailMessage()
+        _write(message, invitation, sender, to, msg_id, now)
+        # What would fail at the server's door fails here, once and for good.
+        data = message.as_bytes(policy=policy.SMTPUTF8 if smtputf8 else policy.SMTP)
     except (ValueError, MessageError) as error:  # UnicodeError is a ValueError
         raise CompositionError(f"the message cannot be written: {error}") from None
-    return outgoing
+    return Outgoing(message, data, envelope_sender, recipient.envelope, smtputf8)
 
 
 def _envelope(address: str) -> str:

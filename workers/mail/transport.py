@@ -47,7 +47,10 @@ class SmtpTransport:
                 client.ehlo_or_helo_if_needed()
                 if outgoing.smtputf8 and not client.has_extn("smtputf8"):
                     raise PermanentError(NO_SMTPUTF8)
-                client.send_message(outgoing.message, outgoing.sender, [outgoing.recipient])
+                # The bytes compose wrote (send_message would write the message again); the options are
+                # send_message's for a message that needs SMTPUTF8.
+                options = ("SMTPUTF8", "BODY=8BITMIME") if outgoing.smtputf8 else ()
+                client.sendmail(outgoing.sender, [outgoing.recipient], outgoing.data, mail_options=options)
         except smtplib.SMTPRecipientsRefused as error:
             codes = [code for code, _ in error.recipients.values()]
             raise (PermanentError if all(code >= 500 for code in codes) else TransientError)(str(error)) from None
