@@ -103,7 +103,8 @@ class ReadDatabase:
         self._pool: ConnectionPool | None = None
         if not self.is_sqlite:
             self._pool = ConnectionPool(
-                kwargs=self._pg_kwargs(),
+                # Autocommit: a read is one round trip (see snapshot); transaction() says BEGIN and COMMIT itself.
+                kwargs={**self._pg_kwargs(), "autocommit": True},
                 min_size=1,
                 max_size=pool_size or database.connections,
                 open=True,
@@ -189,7 +190,13 @@ class ReadDatabase:
 
     @contextmanager
     def snapshot(self) -> Iterator[Cursor]:
-        """One consistent moment to read from; anything written is rolled back."""
+        """A cursor to read with (never to write).
+
+        SQLite: one consistent moment (a read transaction, rolled back). PostgreSQL: each statement sees what
+        was committed when it started, as READ COMMITTED gives each statement of a transaction anyway, without
+        the BEGIN and ROLLBACK round trips (a third of a short read's time and server work). Reads that span a
+        generation switch still find the tables they name: a rebuild keeps retired tables for a grace period.
+        """
         if self.is_sqlite:
             connection = self._sqlite_connection()
             connection.execute("BEGIN")
@@ -199,7 +206,7 @@ class ReadDatabase:
                 connection.rollback()
         else:
             assert self._pool is not None
-            with self._pool.connection() as pg, pg.transaction(force_rollback=True):
+            with self._pool.connection() as pg:
                 yield pg.cursor()
 
     @contextmanager
