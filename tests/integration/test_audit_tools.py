@@ -14,7 +14,7 @@ from membership import Organization
 from projections.history import describe, organization_at
 from service.bootstrap import Services
 from service.cli import main
-from tests.conftest import TEST_SECRET_KEY
+from tests.conftest import EMBEDDED_STORE_ONLY, TEST_SECRET_KEY
 from tests.factories import Clock, new_actor
 from tests.helpers import member_id, role_id
 
@@ -86,6 +86,7 @@ def test_replay_command_prints_members_and_json(store: str, timeline: tuple) -> 
     assert code == 0 and "Members (2)" in out and "Invite links (1)" in out
 
 
+@EMBEDDED_STORE_ONLY
 def test_replay_command_refuses_bad_times_and_unknown_organizations(store: str, timeline: tuple) -> None:
     org, _ = timeline
     code, _, err = cli(store, "audit", "replay", "--org", str(org), "--at", "yesterday")

@@ -17,7 +17,7 @@ from membership.exceptions import MissingPermissionError, PrivilegeEscalationErr
 from membership.jobs import REMOVAL, ROLE_CHANGE, BulkJob, IdempotencyKeyReusedError, JobFinishedError
 from projections import jobs as jobs_reads
 from service.bootstrap import Services
-from tests.conftest import TEST_SECRET_KEY
+from tests.conftest import EMBEDDED_STORE_ONLY, TEST_SECRET_KEY
 from tests.factories import new_actor
 from tests.helpers import join, joined_at_once, member_id, role_id
 from tests.servers import MEMBERSHIP
@@ -106,6 +106,7 @@ def test_each_item_follows_the_single_operations_rules_no_escalation(services: S
     assert job.succeeded == 3 and lead_role is not None
 
 
+@EMBEDDED_STORE_ONLY
 def test_only_managers_may_start_a_job(services: Services) -> None:
     team = Team(services, 2)
     viewer = team.people[0]

@@ -31,7 +31,7 @@ from projections.engine.runner import ProjectionRunner
 from projections.invitations import InvitationRecord
 from service.bootstrap import Services, build_mailer, build_services
 from service.settings import Settings
-from tests.conftest import TEST_SECRET_KEY
+from tests.conftest import EMBEDDED_STORE_ONLY, TEST_SECRET_KEY
 from tests.factories import Clock, new_actor
 from tests.helpers import role_id, table_rows
 from tests.servers import MEMBERSHIP, free_port
@@ -146,6 +146,7 @@ def email_status(services: Services, invitation_id: UUID) -> tuple[str, Any]:
     return status, last_sent_at
 
 
+@EMBEDDED_STORE_ONLY
 def test_the_invitation_e_mail_names_everything_and_its_link_works(
     scene: tuple, smtp_server: Callable, inbox: Inbox
 ) -> None:
@@ -265,6 +266,7 @@ def test_other_deliveries_keep_flowing_past_a_failing_one(scene: tuple, smtp_ser
     assert [m["To"] for m in inbox.messages] == [recipient]
 
 
+@EMBEDDED_STORE_ONLY
 def test_without_smtp_messages_land_in_var_outbox_and_the_link_is_logged(
     store: str, settings_for: Callable[..., Settings], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -466,6 +468,7 @@ def test_health_is_ok_when_mail_flows_and_degraded_when_due_mail_waits_too_long(
     assert waited.status == "degraded" and waited.oldest_due_age_s is not None and waited.oldest_due_age_s > 300
 
 
+@EMBEDDED_STORE_ONLY
 @pytest.mark.parametrize("smtputf8", [True, False])
 def test_a_unicode_local_part_needs_a_server_with_smtputf8(
     scene: tuple, smtp_server: Callable, inbox: Inbox, smtputf8: bool
@@ -490,6 +493,7 @@ def test_a_unicode_local_part_needs_a_server_with_smtputf8(
         assert outbox.counts(services.read_db) == {"failed": 1}
 
 
+@EMBEDDED_STORE_ONLY
 def test_an_idn_domain_goes_in_punycode_so_any_server_takes_it(
     scene: tuple, smtp_server: Callable, inbox: Inbox
 ) -> None:
