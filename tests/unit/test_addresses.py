@@ -149,5 +149,5 @@ def test_every_accepted_address_composes_with_an_envelope_that_needs_smtputf8_on
     local, _, domain = outgoing.recipient.rpartition("@")
     assert domain.isascii() and domain == stored.rpartition("@")[2].encode("idna").decode()
     assert outgoing.smtputf8 == (not local.isascii())
-    headers = outgoing.as_bytes().split(b"\r\n\r\n", 1)[0]
+    headers = outgoing.data.split(b"\r\n\r\n", 1)[0]
     assert headers.isascii() or outgoing.smtputf8  # the domain goes in A-labels in the To header too

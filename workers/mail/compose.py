@@ -39,9 +39,6 @@ class Outgoing:
     recipient: str
     smtputf8: bool
 
-    def as_bytes(self) -> bytes:
-        return self.data
-
 
 def message_id(invitation_id: UUID | str, token_nonce: str, sender: str) -> str:
     """Stable for one token (a re-send after a crash is the same message), new for each resend."""
