@@ -1,18 +1,40 @@
-"""The invitation e-mail: plain text and HTML, naming who invites whom to what, until when."""
+"""The invitation e-mail: plain text and HTML, naming who invites whom to what, until when.
+
+Written with the standard library's `email.mime` classes and the compat32 policy, which store header
+text as given: the modern `EmailMessage` parses every header it is handed and again when it writes
+the message, 3.7 ms per invitation against 0.8 ms. Only a message whose envelope needs SMTPUTF8
+(a non-ASCII local part) is written with the modern SMTPUTF8 policy, the one that puts UTF-8 addresses
+in its headers as they are.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import html
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy
+from email.charset import QP, Charset
 from email.errors import MessageError
-from email.message import EmailMessage
-from email.utils import format_datetime, parseaddr
+from email.header import Header
+from email.message import EmailMessage, Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
+from email.utils import format_datetime, formataddr, parseaddr
+from functools import lru_cache
 from uuid import UUID
 
 from membership import addresses
+
+# Header text is written as given (no folding by the policy): the Subject arrives folded by
+# email.header, and the others (addresses, a date, an id) are far below SMTP's 998-octet line limit,
+# where a fold would only break an id onto a line of its own.
+CRLF = policy.compat32.clone(linesep="\r\n", max_line_length=None)
+ASCII = Charset("us-ascii")
+UTF8 = Charset("utf-8")
+UTF8.body_encoding = QP  # readable in the raw message, and 7-bit safe for any server
+UTF8.header_encoding = QP
 
 
 @dataclass(frozen=True)
@@ -33,11 +55,12 @@ class CompositionError(Exception):
 class Outgoing:
     """A composed message and its envelope; `smtputf8` when the envelope needs the server's SMTPUTF8 extension."""
 
-    message: EmailMessage
+    message: Message
     data: bytes  # the message as handed to the server (SMTPUTF8 servers take UTF-8 headers), written once
     sender: str
     recipient: str
     smtputf8: bool
+    link: str  # the accept link the message carries
 
 
 def message_id(invitation_id: UUID | str, token_nonce: str, sender: str) -> str:
@@ -57,45 +80,84 @@ def compose(invitation: Invitation, sender: str, msg_id: str, now: datetime) -> 
         raise CompositionError(
             f"the recipient {invitation.recipient!r} is not a deliverable address: {error}"
         ) from None
-    # An ASCII local part goes out all-ASCII (the domain in A-labels), so any server takes it.
-    to = f"{recipient.local}@{recipient.domain}" if recipient.needs_smtputf8 else recipient.envelope
     try:
-        envelope_sender = _envelope(parseaddr(sender)[1])
+        from_header, envelope_sender = _sender(sender)
         smtputf8 = recipient.needs_smtputf8 or not envelope_sender.isascii()
-        message = EmailMessage()
-        _write(message, invitation, sender, to, msg_id, now)
-        # What would fail at the server's door fails here, once and for good.
-        data = message.as_bytes(policy=policy.SMTPUTF8 if smtputf8 else policy.SMTP)
+        if smtputf8:
+            message: Message = _utf8_message(invitation, sender, f"{recipient.local}@{recipient.domain}", msg_id, now)
+            data = message.as_bytes(policy=policy.SMTPUTF8)
+        else:
+            # An ASCII local part goes out all-ASCII (the domain in A-labels), so any server takes it.
+            message = _message(invitation, from_header, recipient.envelope, msg_id, now)
+            data = message.as_bytes(policy=CRLF)
+            data.decode("ascii")  # what would fail at the server's door fails here, once and for good
     except (ValueError, MessageError) as error:  # UnicodeError is a ValueError
         raise CompositionError(f"the message cannot be written: {error}") from None
-    return Outgoing(message, data, envelope_sender, recipient.envelope, smtputf8)
+    return Outgoing(message, data, envelope_sender, recipient.envelope, smtputf8, invitation.accept_url)
 
 
-def _envelope(address: str) -> str:
-    """The sender's address with its domain in A-labels."""
+@lru_cache(maxsize=16)
+def _sender(sender: str) -> tuple[str, str]:
+    """The From header (a non-ASCII name encoded, the domain in A-labels) and the envelope sender."""
+    name, address = parseaddr(sender)
     local, at, domain = address.rpartition("@")
-    return f"{local}{at}{domain.encode('idna').decode('ascii')}" if at and not domain.isascii() else address
+    envelope = f"{local}{at}{domain.encode('idna').decode('ascii')}" if at and not domain.isascii() else address
+    return formataddr((name, envelope)), envelope
 
 
-def _write(message: EmailMessage, invitation: Invitation, sender: str, to: str, msg_id: str, now: datetime) -> None:
-    message["Subject"] = f"{invitation.inviter} invited you to join {invitation.organization} on oCore"
-    message["From"] = sender
-    message["To"] = to
-    message["Date"] = format_datetime(now)
-    message["Message-ID"] = msg_id
+def _texts(invitation: Invitation) -> tuple[str, str, str]:
+    """Subject, plain text and HTML."""
     expires = invitation.expires_at.strftime("%d %B %Y at %H:%M UTC")
-    message.set_content(
+    subject = f"{invitation.inviter} invited you to join {invitation.organization} on oCore"
+    plain = (
         f"Hello,\n\n{invitation.inviter} invited you to join {invitation.organization} on oCore "
         f"as {invitation.role}.\n\nAccept the invitation:\n{invitation.accept_url}\n\n"
         f"The invitation expires on {expires}. Sign in (or sign up) with {invitation.recipient} to accept it.\n\n"
         "If you did not expect this invitation, you can ignore this e-mail.\n"
     )
     e = html.escape
-    message.add_alternative(
-        f"<p>Hello,</p><p><strong>{e(invitation.inviter)}</strong> invited you to join "
-        f"<strong>{e(invitation.organization)}</strong> on oCore as <strong>{e(invitation.role)}</strong>.</p>"
-        f'<p><a href="{e(invitation.accept_url)}">Accept the invitation</a></p>'
-        f"<p>The invitation expires on {e(expires)}. Sign in (or sign up) with {e(invitation.recipient)} to accept it.</p>"
-        "<p>If you did not expect this invitation, you can ignore this e-mail.</p>",
-        subtype="html",
+    rich = (
+        f"<p>Hello,</p>\n<p><strong>{e(invitation.inviter)}</strong> invited you to join "
+        f"<strong>{e(invitation.organization)}</strong> on oCore as <strong>{e(invitation.role)}</strong>.</p>\n"
+        f'<p><a href="{e(invitation.accept_url)}">Accept the invitation</a></p>\n'
+        f"<p>The invitation expires on {e(expires)}. Sign in (or sign up) with {e(invitation.recipient)} to accept it.</p>\n"
+        "<p>If you did not expect this invitation, you can ignore this e-mail.</p>\n"
     )
+    return subject, plain, rich
+
+
+def _message(invitation: Invitation, from_header: str, to: str, msg_id: str, now: datetime) -> Message:
+    subject, plain, rich = _texts(invitation)
+    if any(c in subject for c in "\r\n"):  # compat32 writes header text as given: no line breaks
+        raise ValueError("a header cannot contain a line break")
+    # A boundary chosen here, not by the generator (which compiles a regular expression per message).
+    boundary = f"=_{secrets.token_hex(16)}"
+    message = MIMEMultipart("alternative", boundary=boundary, policy=CRLF)
+    message["Subject"] = Header(subject, None if subject.isascii() else UTF8, header_name="Subject").encode("\r\n")
+    message["From"] = from_header
+    message["To"] = to
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = msg_id
+    for text, subtype in ((plain, "plain"), (rich, "html")):
+        if boundary in text:
+            raise ValueError("the text contains the boundary")  # 2^-128 per message: not worth a retry loop
+        # 7bit only for ASCII lines within SMTP's limit (998 octets); anything else quoted-printable.
+        seven_bit = text.isascii() and max(map(len, text.splitlines())) <= 998
+        part = MIMENonMultipart("text", subtype, policy=CRLF)
+        part.set_payload(text, ASCII if seven_bit else UTF8)
+        del part["MIME-Version"]  # said once, in the message's own header
+        message.attach(part)
+    return message
+
+
+def _utf8_message(invitation: Invitation, sender: str, to: str, msg_id: str, now: datetime) -> EmailMessage:
+    subject, plain, rich = _texts(invitation)
+    message = EmailMessage()
+    message["Subject"] = subject
+    message["From"] = sender
+    message["To"] = to
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = msg_id
+    message.set_content(plain)
+    message.add_alternative(rich, subtype="html")
+    return message

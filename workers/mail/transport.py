@@ -82,9 +82,9 @@ class OutboxTransport:
         message = outgoing.message
         self.directory.mkdir(parents=True, exist_ok=True)
         name = str(message["Message-ID"]).strip("<>").replace("/", "_") + ".eml"
-        self._write_atomically(self.directory / name, outgoing.data)
-        link = next((line for line in message.get_body(("plain",)).get_content().splitlines() if "://" in line), "")  # type: ignore[union-attr]
-        log.info("invitation e-mail to %s written to %s; accept link: %s", message["To"], self.directory / name, link)
+        path = self.directory / name
+        self._write_atomically(path, outgoing.data)
+        log.info("invitation e-mail to %s written to %s; accept link: %s", message["To"], path, outgoing.link)
 
     @staticmethod
     def _write_atomically(path: Path, data: bytes) -> None:
