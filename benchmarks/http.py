@@ -109,9 +109,14 @@ def _processes() -> dict[int, tuple[int, float]]:
 
 
 def tree_cpu(roots: Iterable[int]) -> float:
-    """CPU seconds of `roots` and their children (gunicorn's workers, PostgreSQL's backends)."""
-    roots = set(roots)
-    return sum(cpu for pid, (parent, cpu) in _processes().items() if pid in roots or parent in roots)
+    """CPU seconds of `roots` and all their descendants (gunicorn's workers and the snapshot process they
+    start, PostgreSQL's backends)."""
+    table = _processes()
+    tree, added = set(roots), True
+    while added:
+        grown = tree | {pid for pid, (parent, _) in table.items() if parent in tree}
+        tree, added = grown, grown != tree
+    return sum(cpu for pid, (_, cpu) in table.items() if pid in tree)
 
 
 def children(pid: int) -> list[int]:

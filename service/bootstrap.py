@@ -16,6 +16,7 @@ from projections.engine.rebuild import RETIRED_GRACE_S
 from projections.engine.runner import ProjectionRunner
 from projections.engine.sql import ReadDatabase
 from service.settings import Settings
+from service.snapshot_process import SnapshotProcess
 from workers import cursors
 from workers.jobs import JobRunner
 from workers.mail.mailer import Mailer
@@ -61,6 +62,7 @@ class Services:
     mailer: Mailer | None = None
     jobs: JobRunner | None = None
     snapshots: SnapshotTaker | None = None
+    snapshot_process: SnapshotProcess | None = None
     _closing: threading.Event = field(default_factory=threading.Event)
     _election: threading.Thread | None = None
 
@@ -101,7 +103,10 @@ class Services:
         self.mailer.start()
         self.jobs = JobRunner(self.organizations, self.read_db, batch_size=job_batch_size)
         self.jobs.start()
-        self.snapshots = SnapshotTaker(self.organizations, self.read_db, self.settings.snapshot_interval)
+        self.snapshot_process = SnapshotProcess(self.settings)
+        self.snapshots = SnapshotTaker(
+            self.organizations, self.read_db, self.settings.snapshot_interval, take=self.snapshot_process.take
+        )
         self.snapshots.start()
         self.start_definition_rebuilds()
 
@@ -132,6 +137,8 @@ class Services:
             loop.request_stop()
         for loop in loops:
             loop.join()
+        if self.snapshot_process is not None:
+            self.snapshot_process.close()
         self.read_db.close()
         self.organizations.close()
 

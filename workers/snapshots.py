@@ -6,11 +6,17 @@ interpreter lock, every other request of the process. Here it runs beside the
 projections: whenever an organization reaches a multiple of the interval,
 its state at that version is loaded (latest snapshot + the events after it)
 and stored. Several workers may race: the store keeps one snapshot per version.
+
+The loop only finds what is due; `take` does the loading and encoding. The
+served processes hand that to a child process (service.snapshot_process), since
+even off the request path a snapshot taken in a thread holds the interpreter
+lock the projection runner needs, and every command waits for the runner.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from eventsourcing.persistence import IntegrityError
 
@@ -29,9 +35,16 @@ class SnapshotTaker(BackgroundLoop):
     poll_interval_s = 1.0
     wakes_on_save = False  # a snapshot a second later costs nothing; a round per save costs every command
 
-    def __init__(self, organizations: Organizations, db: ReadDatabase, interval: int) -> None:
+    def __init__(
+        self,
+        organizations: Organizations,
+        db: ReadDatabase,
+        interval: int,
+        take: Callable[[object, int], bool] | None = None,
+    ) -> None:
         super().__init__(organizations)
         self.organizations, self.db, self.interval = organizations, db, interval
+        self.take = take or (lambda organization_id, version: take_snapshot(organizations, organization_id, version))
 
     def run_once(self) -> int:
         """Snapshot every organization that crossed the interval since last time; returns how many."""
@@ -46,15 +59,17 @@ class SnapshotTaker(BackgroundLoop):
             if n.topic.startswith(ORGANIZATION_TOPIC_PREFIX) and n.originator_version % self.interval == 0
         }
         for organization_id, version in sorted(due, key=lambda item: item[1]):
-            self._take(organization_id, version)
+            if self.take(organization_id, version):
+                log.info("snapshot of organization %s at version %s", organization_id, version)
         with self.db.transaction() as cursor:
             cursors.advance(self.db, cursor, self.name, notifications[-1].id)
         return len(due)
 
-    def _take(self, organization_id: object, version: int) -> None:
-        try:
-            self.organizations.take_snapshot(organization_id, version=version, projector_func=project_organization)  # type: ignore[arg-type]
-        except IntegrityError:
-            pass  # another worker stored this one already
-        else:
-            log.info("snapshot of organization %s at version %s", organization_id, version)
+
+def take_snapshot(organizations: Organizations, organization_id: object, version: int) -> bool:
+    """Store the organization's snapshot at `version`; False when another worker stored it already."""
+    try:
+        organizations.take_snapshot(organization_id, version=version, projector_func=project_organization)  # type: ignore[arg-type]
+    except IntegrityError:
+        return False
+    return True
