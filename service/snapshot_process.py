@@ -93,8 +93,12 @@ def serve(settings: Settings, connection: Connection) -> None:
             except (EOFError, OSError):
                 return  # the parent is gone, or done with us
             try:
-                connection.send((take_snapshot(organizations, organization_id, version), None))
+                answer: tuple[bool, str | None] = (take_snapshot(organizations, organization_id, version), None)
             except Exception as error:  # the parent logs it and retries in its next round
-                connection.send((False, f"{type(error).__name__}: {error}"))
+                answer = (False, f"{type(error).__name__}: {error}")
+            try:
+                connection.send(answer)
+            except OSError:
+                return  # the parent ended while we worked
     finally:
         organizations.close()

@@ -28,6 +28,7 @@ from workers import cursors
 
 log = logging.getLogger(__name__)
 ORGANIZATION_TOPIC_PREFIX = "membership:Organization."
+PAGE, PAGES_PER_ROUND = 1000, 100
 
 
 class SnapshotTaker(BackgroundLoop):
@@ -47,22 +48,28 @@ class SnapshotTaker(BackgroundLoop):
         self.take = take or (lambda organization_id, version: take_snapshot(organizations, organization_id, version))
 
     def run_once(self) -> int:
-        """Snapshot every organization that crossed the interval since last time; returns how many."""
+        """Snapshot every organization that crossed the interval since last time, at the latest multiple
+        it reached (one written before it would never be loaded); returns how many were taken."""
         with self.db.snapshot() as cursor:
             start = cursors.position(self.db, cursor, self.name)
-        notifications = self.organizations.recorder.select_notifications(start=start + 1, limit=1000)
-        if not notifications:
+        due: dict[object, int] = {}
+        end = start
+        for _ in range(PAGES_PER_ROUND):  # looks ahead: a backlog (a restart, an import) costs one snapshot each
+            notifications = self.organizations.recorder.select_notifications(start=end + 1, limit=PAGE)
+            for n in notifications:
+                if n.topic.startswith(ORGANIZATION_TOPIC_PREFIX) and n.originator_version % self.interval == 0:
+                    due[n.originator_id] = max(due.get(n.originator_id, 0), n.originator_version)
+            if notifications:
+                end = notifications[-1].id
+            if len(notifications) < PAGE:
+                break
+        if end == start:
             return 0
-        due = {
-            (n.originator_id, n.originator_version)
-            for n in notifications
-            if n.topic.startswith(ORGANIZATION_TOPIC_PREFIX) and n.originator_version % self.interval == 0
-        }
-        for organization_id, version in sorted(due, key=lambda item: item[1]):
+        for organization_id, version in sorted(due.items(), key=lambda item: item[1]):
             if self.take(organization_id, version):
                 log.info("snapshot of organization %s at version %s", organization_id, version)
         with self.db.transaction() as cursor:
-            cursors.advance(self.db, cursor, self.name, notifications[-1].id)
+            cursors.advance(self.db, cursor, self.name, end)
         return len(due)
 
 
