@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import signal
 import threading
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -29,6 +30,7 @@ class SnapshotProcess:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._lock = threading.Lock()
+        self._closed = False
         self._process: BaseProcess | None = None
         self._connection: Connection | None = None
 
@@ -55,10 +57,17 @@ class SnapshotProcess:
         return bool(stored)
 
     def close(self) -> None:
+        """End the child, at once: a snapshot it is taking is abandoned (the next start takes it again)."""
+        self._closed = True  # from now on no child is started
+        process = self._process
+        if process is not None and process.is_alive():
+            process.terminate()  # a `take` waiting for its answer reads the end of the pipe and returns
         with self._lock:
             self._discard()
 
     def _child(self) -> Connection:
+        if self._closed:
+            raise RuntimeError("the snapshot process is closed")
         if self._connection is None or self._process is None or not self._process.is_alive():
             self._discard()
             ours, theirs = CONTEXT.Pipe()
@@ -85,6 +94,7 @@ def serve(settings: Settings, connection: Connection) -> None:
     from service.bootstrap import build_organizations
     from workers.snapshots import take_snapshot
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which then ends this process
     organizations = build_organizations(settings)
     try:
         while True:

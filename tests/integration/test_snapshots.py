@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from membership.application import project_organization
 from service.bootstrap import Services
 from service.snapshot_process import SnapshotProcess
@@ -75,6 +77,9 @@ def test_served_processes_take_snapshots_in_a_child_process_started_again_if_it_
         assert child.pid not in (None, first)
     finally:
         child.close()
+    assert child.pid is None
+    with pytest.raises(RuntimeError, match="closed"):
+        child.take(org, 20)  # a round still running while the service closes starts no new child
     assert child.pid is None
     assert app.snapshots is not None and [s.originator_version for s in app.snapshots.get(org)] == [10, 15]
     assert app.organization_at(org, 15) == project_organization(None, list(app.events.get(org))[:15])

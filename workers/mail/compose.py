@@ -27,9 +27,9 @@ from uuid import UUID
 
 from membership import addresses
 
-# Header text is written as given (no folding by the policy): the Subject arrives folded by
-# email.header, and the others (addresses, a date, an id) are far below SMTP's 998-octet line limit,
-# where a fold would only break an id onto a line of its own.
+# Header text is written as given (no folding by the policy): a Subject needing encoded-words arrives
+# folded by email.header, and everything else (an ASCII subject, addresses, a date, an id) is far below
+# SMTP's 998-octet line limit, where a fold would only put a value on a line of its own.
 CRLF = policy.compat32.clone(linesep="\r\n", max_line_length=None)
 ASCII = Charset("us-ascii")
 UTF8 = Charset("utf-8")
@@ -133,7 +133,8 @@ def _message(invitation: Invitation, from_header: str, to: str, msg_id: str, now
     # A boundary chosen here, not by the generator (which compiles a regular expression per message).
     boundary = f"=_{secrets.token_hex(16)}"
     message = MIMEMultipart("alternative", boundary=boundary, policy=CRLF)
-    message["Subject"] = Header(subject, None if subject.isascii() else UTF8, header_name="Subject").encode("\r\n")
+    # ASCII as it is (a few hundred characters at most); otherwise encoded-words, folded by email.header.
+    message["Subject"] = subject if subject.isascii() else Header(subject, UTF8, header_name="Subject").encode("\r\n")
     message["From"] = from_header
     message["To"] = to
     message["Date"] = format_datetime(now)
