@@ -134,11 +134,8 @@ def _message(invitation: Invitation, from_header: str, to: str, msg_id: str, now
     boundary = f"=_{secrets.token_hex(16)}"
     message = MIMEMultipart("alternative", boundary=boundary, policy=CRLF)
     # ASCII as it is (a few hundred characters at most); otherwise encoded-words, folded by email.header.
-    message["Subject"] = subject if subject.isascii() else Header(subject, UTF8, header_name="Subject").encode("\r\n")
-    message["From"] = from_header
-    message["To"] = to
-    message["Date"] = format_datetime(now)
-    message["Message-ID"] = msg_id
+    encoded = subject if subject.isascii() else Header(subject, UTF8, header_name="Subject").encode("\r\n")
+    _set_headers(message, encoded, from_header, to, msg_id, now)
     for text, subtype in ((plain, "plain"), (rich, "html")):
         if boundary in text:
             raise ValueError("the text contains the boundary")  # 2^-128 per message: not worth a retry loop
@@ -154,11 +151,14 @@ def _message(invitation: Invitation, from_header: str, to: str, msg_id: str, now
 def _utf8_message(invitation: Invitation, sender: str, to: str, msg_id: str, now: datetime) -> EmailMessage:
     subject, plain, rich = _texts(invitation)
     message = EmailMessage()
-    message["Subject"] = subject
-    message["From"] = sender
-    message["To"] = to
-    message["Date"] = format_datetime(now)
-    message["Message-ID"] = msg_id
+    _set_headers(message, subject, sender, to, msg_id, now)
     message.set_content(plain)
     message.add_alternative(rich, subtype="html")
     return message
+
+
+def _set_headers(message: Message, subject: str, sender: str, to: str, msg_id: str, now: datetime) -> None:
+    """The headers both ways of writing the message set, in the same order."""
+    headers = (("Subject", subject), ("From", sender), ("To", to), ("Date", format_datetime(now)), ("Message-ID", msg_id))
+    for name, value in headers:
+        message[name] = value
