@@ -52,6 +52,7 @@ def serve(host: str, port: int, workers: int, threads: int, request_timeout: flo
     try:
         settings.token_verification()
         settings = replace(settings, database=settings.database.serving(threads))  # pools sized for the threads
+        settings = settings.served_at(host, port)  # links and e-mails point where this server listens
     except ConfigurationError as error:
         click.echo(f"membership: configuration error: {error}", err=True)
         sys.exit(2)
@@ -67,10 +68,11 @@ def serve(host: str, port: int, workers: int, threads: int, request_timeout: flo
         if settings.tokens is not None and settings.tokens.is_development_secret:
             services.runner = ProjectionRunner(services.organizations, services.read_db)
             organization_id = ensure_demo_organization(services)
-            click.echo(welcome(settings, organization_id, f"http://{host}:{port}"), err=True)
+            click.echo(welcome(settings, organization_id, settings.public_url), err=True)
     finally:
         services.close()
-    click.echo(f"membership: serving on http://{host}:{port} ({settings.database.backend})", err=True)
+    click.echo(f"membership: serving on {settings.public_url} ({settings.database.backend}, listening on {host}:{port})",
+               err=True)  # fmt: skip
     options = {"bind": f"{host}:{port}", "workers": workers, "threads": threads}
     GunicornServer(settings, run_projections, options, request_timeout).run()
 

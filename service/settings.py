@@ -6,11 +6,14 @@ token checks, SMTP, public URL, limits and caches. Every process reads its setti
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from membership.database import ConfigurationError, Database
 
@@ -87,6 +90,31 @@ class Smtp:
 
 
 @dataclass(frozen=True)
+class OpenIdProvider:
+    """The OpenID Connect provider people sign in with (Authorization Code flow with PKCE)."""
+
+    issuer: str  # its discovery document is {issuer}/.well-known/openid-configuration
+    client_id: str
+    client_secret: str = field(default="", repr=False)  # empty: a public client (PKCE only)
+    scopes: str = "openid email profile"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> OpenIdProvider | None:
+        issuer = env.get("MEMBERSHIP_OIDC_ISSUER", "").strip().rstrip("/")
+        if not issuer:
+            return None
+        _check_url("MEMBERSHIP_OIDC_ISSUER", issuer)
+        client_id = env.get("MEMBERSHIP_OIDC_CLIENT_ID", "").strip()
+        if not client_id:
+            raise ConfigurationError("MEMBERSHIP_OIDC_CLIENT_ID is required with MEMBERSHIP_OIDC_ISSUER")
+        return cls(issuer, client_id, env.get("MEMBERSHIP_OIDC_CLIENT_SECRET", ""))
+
+    @property
+    def discovery_url(self) -> str:
+        return f"{self.issuer}/.well-known/openid-configuration"
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every knob of the service, with production-sensible defaults."""
 
@@ -94,6 +122,11 @@ class Settings:
     secret_key: bytes = field(repr=False)
     tokens: TokenVerification | None = None
     public_url: str = "http://127.0.0.1:8000"
+    public_url_given: bool = False  # MEMBERSHIP_PUBLIC_URL set; else `membership serve` uses where it listens
+    listen_host: str | None = None  # the address `membership serve` binds (None in workers and tools)
+    oidc: OpenIdProvider | None = None
+    session_lifetime_s: int = 12 * 3600  # a browser session's lifetime (signed cookie)
+    cors_origins: tuple[str, ...] = ()  # origins whose front-ends may call the API (none by default)
     snapshot_interval: int = 500
     cache_size: int = 100
     max_pending_invitations: int = 1000
@@ -113,7 +146,11 @@ class Settings:
             database=database,
             secret_key=_secret_key(env.get("MEMBERSHIP_SECRET_KEY", ""), database),
             tokens=TokenVerification.from_env(env, database),
-            public_url=(env.get("MEMBERSHIP_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
+            public_url=_public_url(env),
+            public_url_given=bool(env.get("MEMBERSHIP_PUBLIC_URL")),
+            oidc=OpenIdProvider.from_env(env),
+            session_lifetime_s=_positive_int(env, "MEMBERSHIP_SESSION_HOURS", 12) * 3600,
+            cors_origins=_origins(env.get("MEMBERSHIP_CORS_ORIGINS", "")),
             invites_per_hour=_positive_int(env, "MEMBERSHIP_INVITES_PER_HOUR", 100),
             organizations_per_hour=_positive_int(env, "MEMBERSHIP_ORGANIZATIONS_PER_HOUR", 10),
             accept_failures=_positive_int(env, "MEMBERSHIP_ACCEPT_FAILURES", 10),
@@ -124,6 +161,22 @@ class Settings:
             max_pending_invitations=_positive_int(env, "MEMBERSHIP_MAX_PENDING_INVITATIONS", 1000),
         )
 
+    def served_at(self, host: str, port: int) -> Settings:
+        """These settings for `membership serve` listening on host:port: links point there unless
+        MEMBERSHIP_PUBLIC_URL says otherwise."""
+        public_url = self.public_url if self.public_url_given else f"http://{_url_host(host)}:{port}"
+        return replace(self, listen_host=host, public_url=public_url)
+
+    @property
+    def development_sign_in(self) -> bool:
+        """The development sign-in form: only without an identity provider, and only when the server listens
+        on loopback alone (nobody else can reach it)."""
+        return self.oidc is None and self.listen_host is not None and _is_loopback(self.listen_host)
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.public_url.startswith("https://")
+
     def eventsourcing_env(self) -> dict[str, str]:
         return {**self.database.eventsourcing_env(), "AGGREGATE_CACHE_MAXSIZE": str(self.cache_size)}
 
@@ -132,6 +185,44 @@ class Settings:
         if self.tokens is None:
             raise ConfigurationError("set MEMBERSHIP_JWT_SECRET (HS256) or MEMBERSHIP_JWT_PUBLIC_KEY_FILE (RS256)")
         return self.tokens
+
+
+def _public_url(env: Mapping[str, str]) -> str:
+    url = (env.get("MEMBERSHIP_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/")
+    _check_url("MEMBERSHIP_PUBLIC_URL", url)
+    return url
+
+
+def _check_url(name: str, url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigurationError(f"{name} must be an http(s) URL without query or fragment, not {url!r}")
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    """MEMBERSHIP_CORS_ORIGINS: comma-separated origins (scheme://host[:port]), exactly as browsers send them."""
+    origins = tuple(origin.strip().rstrip("/") for origin in raw.split(",") if origin.strip())
+    for origin in origins:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
+            raise ConfigurationError(f"MEMBERSHIP_CORS_ORIGINS: {origin!r} is not an origin like https://app.example")
+    return origins
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _url_host(host: str) -> str:
+    """The host part of a URL to a server bound to `host` (a wildcard address becomes this machine's name)."""
+    if host in ("", "0.0.0.0", "::", "[::]"):  # noqa: S104 (naming the wildcard, not binding to it)
+        return socket.gethostname()
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
