@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from flask import Flask, g, request
 from flask.typing import ResponseReturnValue
+from flask_cors import CORS
 from flask_smorest import Api
 from marshmallow import Schema, fields
 
@@ -28,6 +29,8 @@ MAX_BULK_BODY_BYTES = 1024 * 1024  # 10,000 member ids
 BULK_PATHS = ("/api/members/bulk/",)
 access_log = logging.getLogger("api.access")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "X-Organization-Id", "Idempotency-Key", "X-Request-Id"]
+CORS_RESPONSE_HEADERS = ["X-Request-Id", "Retry-After", "Location"]
 
 
 class ProblemSchema(Schema):
@@ -63,12 +66,21 @@ def create_app(services: Services) -> Flask:
     for module in (organizations, members, jobs, invitations, accept, roles, audit, health):
         api.register_blueprint(module.blp)
     register_error_handlers(app)
+    _allow_cross_origin(app, services.settings.cors_origins)
     app.before_request(_start_request)
     app.before_request(idempotency.begin)
     app.after_request(idempotency.complete)
     app.after_request(_log_request)
     _configure_access_log()
     return app
+
+
+def _allow_cross_origin(app: Flask, origins: tuple[str, ...]) -> None:
+    """Front-ends served from `origins` may call /api/* with a bearer token; never with cookies."""
+    if origins:
+        rules = {"origins": list(origins), "allow_headers": CORS_REQUEST_HEADERS,
+                 "expose_headers": CORS_RESPONSE_HEADERS, "supports_credentials": False, "max_age": 600}  # fmt: skip
+        CORS(app, resources={r"/api/*": rules})
 
 
 def _configure_access_log() -> None:

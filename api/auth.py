@@ -1,15 +1,20 @@
 """Who is calling, and in which organization.
 
-Bearer JWTs are checked with the configured key and algorithms only (never
-the token's own `alg`), and must carry `sub` and `exp`. Membership and role
-are read per request from the read models, which every command has updated
-before answering: a role change or removal applies to the very next request.
+Bearer JWTs are checked as `service.settings.TokenVerification` says, with the
+configured keys and algorithms only (never the token's own `alg`), and must carry
+`sub` and `exp`. Membership and role are read per request from the read models,
+which every command has updated before answering: a role change or removal
+applies to the very next request.
 """
 
 from __future__ import annotations
 
 import functools
+import http.client
+import json
+import logging
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
@@ -30,9 +35,12 @@ from projections.engine.store import OrganizationDegradedError
 from projections.members import MemberRecord
 
 if TYPE_CHECKING:  # settings are handed in by the service package (service.bootstrap)
-    from service.settings import TokenVerification
+    from service.settings import ProviderKeys, TokenVerification
 
+log = logging.getLogger(__name__)
 ACTIVITY_INTERVAL_S = 60.0
+FETCH_TIMEOUT_S = 5.0  # the identity provider's discovery document and JWKS, read during a request
+RETRY_FAILED_FETCH_S = 5.0  # (or the refresh interval, if shorter): a provider that is down is not asked per request
 _last_touch: dict[tuple[str, str], float] = {}
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -105,23 +113,95 @@ def _authenticate() -> Caller:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorized("missing_token", "Send a bearer token: Authorization: Bearer <JWT>.")
-    verification: TokenVerification = services().settings.token_verification()
     try:
-        claims = jwt.decode(
-            token.strip(),
-            verification.key,
-            algorithms=list(verification.algorithms),
-            issuer=verification.issuer,
-            audience=verification.audience,
-            options={"require": ["exp", "sub"], "verify_aud": verification.audience is not None},
-            leeway=30,
-        )
+        claims = _decode(token.strip(), services().settings.token_verification())
     except jwt.ExpiredSignatureError:
         raise _unauthorized("token_expired", "The token has expired.") from None
     except jwt.InvalidTokenError as error:
         raise _unauthorized("invalid_token", f"The token is not valid: {error}.") from None
+    except jwt.PyJWKClientConnectionError as error:
+        log.warning("identity provider unavailable: %s", error)
+        detail = "The identity provider's signing keys cannot be read right now; retry shortly."
+        raise ApiError(503, "identity_provider_unavailable", detail, {"Retry-After": "5"}) from None
     g.user_id = _check_claims(claims)
     return Caller(Actor(claims["sub"], claims.get("email", ""), claims.get("name", "")), claims)
+
+
+def _decode(token: str, verification: TokenVerification) -> dict[str, Any]:
+    """The token's claims, checked with the provider's key it names, else with the configured key."""
+    header = jwt.get_unverified_header(token)
+    provider = verification.provider_for(header)
+    if provider is not None:
+        key = _provider_key(provider, header["kid"])
+        return _claims(token, key, provider.algorithms, provider.issuer, provider.audience)
+    if not verification.key:
+        raise jwt.InvalidTokenError("it names no signing key (kid) of the identity provider")
+    return _claims(token, verification.key, verification.algorithms, verification.issuer, verification.audience)
+
+
+def _claims(
+    token: str, key: Any, algorithms: tuple[str, ...], issuer: str | tuple[str, ...] | None, audience: str | None
+) -> dict[str, Any]:
+    return jwt.decode(
+        token,
+        key,
+        algorithms=list(algorithms),
+        issuer=issuer,
+        audience=audience,
+        options={"require": ["exp", "sub"], "verify_aud": audience is not None},
+        leeway=30,
+    )
+
+
+def _provider_key(provider: ProviderKeys, kid: object) -> jwt.PyJWK:
+    try:
+        return _provider_jwks(provider).get_signing_key(str(kid))
+    except jwt.PyJWKClientConnectionError:
+        raise
+    except jwt.PyJWKClientError as error:  # no such key (not even after a refetch, or none allowed yet)
+        raise jwt.InvalidTokenError(str(error)) from None
+
+
+@functools.lru_cache(maxsize=8)
+def _provider_jwks(provider: ProviderKeys) -> ProviderJwks:
+    return ProviderJwks(provider)
+
+
+class ProviderJwks(jwt.PyJWKClient):
+    """PyJWKClient over the provider's JWKS: it keeps the key set for 5 minutes, and refetches it for a token
+    naming an unknown key at most once per `refresh_s` after its last fetch (`cooldown_duration`), under a lock.
+
+    Added here: the JWKS URL is read from the discovery document on the first fetch, not at start-up; every
+    failure to read either is one PyJWKClientConnectionError (a 503), and is not retried for a few seconds.
+    """
+
+    def __init__(self, provider: ProviderKeys) -> None:
+        uri = provider.jwks_url or provider.discovery_url or ""
+        super().__init__(uri, timeout=FETCH_TIMEOUT_S, cooldown_duration=provider.refresh_s)
+        self.discover = provider.jwks_url is None  # self.uri is the discovery document's, until read
+        self.retry_s = min(provider.refresh_s, RETRY_FAILED_FETCH_S)
+        self.failed_at: float | None = None
+
+    def fetch_data(self) -> Any:
+        if self.failed_at is not None and time.monotonic() - self.failed_at < self.retry_s:
+            raise jwt.PyJWKClientConnectionError(f"reading {self.uri} failed less than {self.retry_s:g} s ago")
+        try:
+            if self.discover:
+                self.uri, self.discover = _jwks_uri(self.uri), False
+            return super().fetch_data()
+        except (jwt.PyJWTError, OSError, ValueError, http.client.HTTPException) as error:
+            self.failed_at = time.monotonic()
+            raise jwt.PyJWKClientConnectionError(f"cannot read {self.uri}: {error}") from error
+
+
+def _jwks_uri(discovery_url: str) -> str:
+    """The `jwks_uri` of an OpenID Connect discovery document."""
+    with urllib.request.urlopen(discovery_url, timeout=FETCH_TIMEOUT_S) as response:  # noqa: S310 (http(s), checked)
+        document = json.load(response)
+    jwks_uri = document.get("jwks_uri") if isinstance(document, dict) else None
+    if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")):
+        raise ValueError("the discovery document names no http(s) jwks_uri")
+    return jwks_uri
 
 
 def current_caller_with_email() -> Actor:

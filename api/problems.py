@@ -4,11 +4,12 @@ A view declares what is particular to it with `@answers(...)`: sets of codes, an
 the domain errors it can raise (their status comes from `api.errors.DOMAIN_STATUS`,
 as when they are answered); `@requires` (api.auth) adds IN_ORGANIZATION or MANAGER.
 The rest follows from the operation's shape, as the server behaves: any request can
-fail (500, 503); one with a token, 401; a command (POST, PUT, DELETE), 413, 415 and the
-Idempotency-Key answers; a JSON body, 400 `malformed_json` and 422; query
-arguments, 422; a list, 400 `invalid_cursor`; an id in the path, 404 `not_found`
-(it is not a UUID). Each status gets an `application/problem+json` response whose
-`code` is an enum of exactly the codes possible there.
+fail (500, 503); one with a token, 401, and 503 when the identity provider's keys
+cannot be read; a command (POST, PUT, DELETE), 413, 415 and the Idempotency-Key
+answers; a JSON body, 400 `malformed_json` and 422; query arguments, 422; a list,
+400 `invalid_cursor`; an id in the path, 404 `not_found` (it is not a UUID). Each
+status gets an `application/problem+json` response whose `code` is an enum of
+exactly the codes possible there.
 
 An operation with neither `@answers` nor `@requires` stays undeclared, which the OpenAPI tests refuse.
 """
@@ -34,7 +35,10 @@ COMMAND_METHODS = ("post", "put", "patch", "delete")
 
 # -- sets that follow from an operation's shape --------------------------------------------------------------
 EVERY_REQUEST: Codes = {500: ("internal_error",), 503: ("database_unavailable",)}
-AUTHENTICATED: Codes = {401: ("missing_token", "invalid_token", "token_expired", "invalid_token_claims")}
+AUTHENTICATED: Codes = {
+    401: ("missing_token", "invalid_token", "token_expired", "invalid_token_claims"),
+    503: ("identity_provider_unavailable",),  # its signing keys (JWKS) cannot be read
+}
 COMMAND: Codes = {
     400: ("invalid_idempotency_key",),
     409: ("idempotency_key_reused", "idempotency_key_in_use"),

@@ -23,20 +23,70 @@ SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name, not a secret)
 JWT_SECRET_FILE = "jwt_secret"  # noqa: S105
 
 
+@dataclass(frozen=True, eq=False)  # compared by identity: each reading of the settings has its own key cache
+class ProviderKeys:
+    """Tokens an identity provider signs with a key it publishes (JWKS), named by the token's `kid`.
+
+    The JWKS is read on first use (`jwks_url`, else the `jwks_uri` of the discovery document), and again
+    when a token names a key it lacks, at most once per `refresh_s`. `iss` must be one of `issuer` and
+    `aud` must contain `audience`: the provider signs tokens for every application it serves.
+    """
+
+    discovery_url: str | None
+    jwks_url: str | None
+    issuer: tuple[str, ...]
+    audience: str
+    refresh_s: float = 60.0
+    algorithms: tuple[str, ...] = ("RS256", "ES256")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], oidc: OpenIdProvider | None) -> ProviderKeys | None:
+        jwks_url = env.get("MEMBERSHIP_JWT_JWKS_URL", "").strip() or None
+        if jwks_url is None and oidc is None:
+            return None
+        if jwks_url is not None:
+            _check_url("MEMBERSHIP_JWT_JWKS_URL", jwks_url)
+        audience = env.get("MEMBERSHIP_JWT_AUDIENCE") or (oidc.client_id if oidc else "")
+        if oidc is not None:  # with or without the trailing slash some providers (Auth0) put in `iss`
+            issuer: tuple[str, ...] = (oidc.issuer, oidc.issuer + "/")
+        else:
+            issuer = (env.get("MEMBERSHIP_JWT_ISSUER", ""),) if env.get("MEMBERSHIP_JWT_ISSUER") else ()
+        if not issuer or not audience:
+            raise ConfigurationError(
+                "MEMBERSHIP_JWT_JWKS_URL needs MEMBERSHIP_JWT_ISSUER and MEMBERSHIP_JWT_AUDIENCE (or MEMBERSHIP_OIDC_ISSUER"
+                " and its client id): the provider's keys sign tokens for other applications too"
+            )
+        refresh_s = _positive_float(env, "MEMBERSHIP_JWKS_REFRESH_SECONDS", 60.0)
+        return cls(oidc.discovery_url if oidc else None, jwks_url, issuer, audience, refresh_s)
+
+
 @dataclass(frozen=True)
 class TokenVerification:
-    """How bearer tokens are checked: the key and algorithms come from here, never from a token."""
+    """How bearer tokens are checked: keys and algorithms come from here, never from a token.
 
-    algorithms: tuple[str, ...]
-    key: str = field(repr=False)  # an HS256 secret, or an RS256 PEM public key
+    A token naming a key (`kid`) is checked with the identity provider's keys, when one is configured;
+    any other with `key`: an HS256 secret or an RS256 PEM public key (empty with a provider alone).
+    """
+
+    algorithms: tuple[str, ...] = ()
+    key: str = field(default="", repr=False)
     issuer: str | None = None
     audience: str | None = None
     is_development_secret: bool = False
+    provider: ProviderKeys | None = None
+
+    def provider_for(self, header: Mapping[str, object]) -> ProviderKeys | None:
+        """Whose keys check a token with this (unverified) header: the provider's, if it names one (`kid`)."""
+        return self.provider if "kid" in header else None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], database: Database) -> TokenVerification | None:
-        """None when unset on PostgreSQL: workers need no tokens, and the API refuses to start without."""
+    def from_env(
+        cls, env: Mapping[str, str], database: Database, oidc: OpenIdProvider | None = None
+    ) -> TokenVerification | None:
+        """None when unset on PostgreSQL: workers need no tokens, and the API refuses to start without.
+        On SQLite without any, an HS256 secret is generated into var/ (not when a provider is configured)."""
         issuer, audience = env.get("MEMBERSHIP_JWT_ISSUER") or None, env.get("MEMBERSHIP_JWT_AUDIENCE") or None
+        provider = ProviderKeys.from_env(env, oidc)
         key_file = env.get("MEMBERSHIP_JWT_PUBLIC_KEY_FILE", "")
         if key_file:
             try:
@@ -45,12 +95,14 @@ class TokenVerification:
                 raise ConfigurationError(f"MEMBERSHIP_JWT_PUBLIC_KEY_FILE: cannot read {key_file!r}: {error}") from None
             if "PUBLIC KEY" not in pem:
                 raise ConfigurationError(f"MEMBERSHIP_JWT_PUBLIC_KEY_FILE: {key_file!r} holds no PEM public key")
-            return cls(("RS256",), pem, issuer, audience)
+            return cls(("RS256",), pem, issuer, audience, provider=provider)
         secret = env.get("MEMBERSHIP_JWT_SECRET", "")
         if secret:
             if len(secret) < 32:
                 raise ConfigurationError("MEMBERSHIP_JWT_SECRET must have at least 32 characters")
-            return cls(("HS256",), secret, issuer, audience)
+            return cls(("HS256",), secret, issuer, audience, provider=provider)
+        if provider is not None:
+            return cls(issuer=issuer, audience=audience, provider=provider)
         if database.backend != "sqlite":
             return None
         development = _local_secret_key(database.var_dir / JWT_SECRET_FILE).decode()
@@ -142,13 +194,14 @@ class Settings:
         database = Database.from_url(env.get("MEMBERSHIP_DATABASE_URL") or DEFAULT_DATABASE_URL)
         if env.get("MEMBERSHIP_VAR_DIR"):
             database = replace(database, local_dir=Path(env["MEMBERSHIP_VAR_DIR"]))
+        oidc = OpenIdProvider.from_env(env)
         return cls(
             database=database,
             secret_key=_secret_key(env.get("MEMBERSHIP_SECRET_KEY", ""), database),
-            tokens=TokenVerification.from_env(env, database),
+            tokens=TokenVerification.from_env(env, database, oidc),
             public_url=_public_url(env),
             public_url_given=bool(env.get("MEMBERSHIP_PUBLIC_URL")),
-            oidc=OpenIdProvider.from_env(env),
+            oidc=oidc,
             session_lifetime_s=_positive_int(env, "MEMBERSHIP_SESSION_HOURS", 12) * 3600,
             cors_origins=_origins(env.get("MEMBERSHIP_CORS_ORIGINS", "")),
             invites_per_hour=_positive_int(env, "MEMBERSHIP_INVITES_PER_HOUR", 100),
