@@ -139,6 +139,8 @@ def _start_request() -> None:
         request.max_content_length = MAX_BULK_BODY_BYTES
     if request.routing_exception is not None:
         return  # no such route or method: its 404/405 comes first
+    if not request.path.startswith("/api/"):
+        return  # a page (web): its forms are sent form-encoded
     if request.method in ("POST", "PUT", "PATCH", "DELETE") and _has_body() and not request.is_json:
         raise ApiError(415, "unsupported_media_type", "Send the body as JSON (Content-Type: application/json).")
 

@@ -1,4 +1,4 @@
-"""Per-user limits, exact across threads and API processes (slots in `api.ratelimit_slots`).
+"""Per-user limits, exact across threads and API processes (slots in `projections.ratelimit_slots`).
 
 - invitations and resends: MEMBERSHIP_INVITES_PER_HOUR per user an hour;
 - new organizations: MEMBERSHIP_ORGANIZATIONS_PER_HOUR per user an hour;
@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING
 
 from flask import Response, after_this_request
 
-from api import idempotency, ratelimit_slots
+from api import idempotency
 from api.context import services, utc_now
 from api.errors import ApiError
+from projections import ratelimit_slots
 
 if TYPE_CHECKING:  # settings are handed in by the service package (service.bootstrap)
     from service.settings import Settings

@@ -33,12 +33,12 @@ from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import IntegrityError, JSONTranscoder
 
 from membership import exceptions as err
-from membership import state
+from membership import previews, state
 from membership.inputs import DEFAULT_EXPIRES_IN_DAYS, Actor
 from membership.jobs import ROLE_CHANGE, BulkJob, IdempotencyKeyReusedError, JobNotFoundError, job_id_for
 from membership.organization import Organization
 from membership.permissions import MANAGE_MEMBERS
-from membership.tokens import INVITATION, INVITE_LINK, TokenSigner, new_nonce
+from membership.tokens import INVITATION, INVITE_LINK, ParsedToken, TokenSigner, new_nonce
 
 log = logging.getLogger(__name__)
 LOCK_STRIPES = 256
@@ -129,13 +129,15 @@ class Organizations(Application[UUID]):
             return deepcopy(org)
 
     @contextmanager
-    def reading(self, organization_id: UUID) -> Iterator[Organization]:
+    def reading(
+        self, organization_id: UUID, missing: type[err.MembershipError] = err.NotAMemberError
+    ) -> Iterator[Organization]:
         """The current state, shared and read-only, for the duration of the block.
 
         Commands on the organization wait until the block ends: keep it short.
         """
         with self._lock(organization_id):
-            yield self._get(organization_id)
+            yield self._get(organization_id, missing)
 
     def organization_at(self, organization_id: UUID, version: int) -> Organization:
         """The state as it was after `version` events (temporal query)."""
@@ -180,20 +182,40 @@ class Organizations(Application[UUID]):
 
     def accept_invitation(self, user: Actor, token: str) -> Receipt:
         """Joins the organization the token belongs to; the receipt's `id` is the new member id."""
-        parsed = self.signer.parse(token)
-        if parsed is None:
-            raise err.InvalidInvitationTokenError("This invitation token is not valid.")
+        parsed = self._parse_invitation_token(token)
         member_id = uuid4()
 
         def accept(org: Organization) -> None:
-            invitation = org.invitations.get(str(parsed.item_id))
-            if invitation is None or not self.signer.verify(INVITATION, parsed, invitation.token_nonce):
-                raise err.InvalidInvitationTokenError(
-                    "This invitation token is not valid or was replaced by a newer one."
-                )
-            org.accept_invitation(user, parsed.item_id, member_id, self.clock())
+            invitation = self._invitation_of(org, parsed)
+            org.accept_invitation(user, invitation.id, member_id, self.clock())
 
         return self._update(parsed.organization_id, accept, member_id, missing=err.InvalidInvitationTokenError)
+
+    def preview_invitation(self, token: str, viewer: Actor | None = None) -> previews.InvitationPreview:
+        """What the invitation offers and its status, for its holder (`viewer`: who is looking, if signed in).
+        Refuses a token that is not valid, or that a resend replaced, as accepting would."""
+        parsed = self._parse_invitation_token(token)
+        with self.reading(parsed.organization_id, missing=err.InvalidInvitationTokenError) as org:
+            return previews.of_invitation(org, self._invitation_of(org, parsed), self.clock(), viewer)
+
+    def _parse_invitation_token(self, token: str) -> ParsedToken:
+        parsed = self.signer.parse(token)
+        if parsed is None:
+            raise err.InvalidInvitationTokenError("This invitation token is not valid.")
+        return parsed
+
+    def _invitation_of(self, org: Organization, parsed: ParsedToken) -> state.Invitation:
+        """The invitation the token unlocks; a token replaced by a resend is told so, any other is not valid."""
+        invitation = org.invitations.get(state.key_of(parsed.item_id))
+        if invitation is None:
+            raise err.InvalidInvitationTokenError("This invitation token is not valid.")
+        if self.signer.verify(INVITATION, parsed, invitation.token_nonce):
+            return invitation
+        if any(self.signer.verify(INVITATION, parsed, nonce) for nonce in invitation.earlier_nonces):
+            raise err.InvitationReplacedError(
+                "This invitation was sent again with a new link: use the link in the most recent e-mail."
+            )
+        raise err.InvalidInvitationTokenError("This invitation token is not valid.")
 
     def invitation_token(self, organization_id: UUID, invitation_id: UUID) -> str:
         """The current accept token of an invitation (for the mailer)."""
@@ -254,18 +276,31 @@ class Organizations(Application[UUID]):
 
     def accept_invite_link(self, user: Actor, code: str) -> Receipt:
         """Joins by link; the receipt's `id` is the new member id."""
-        parsed = self.signer.parse(code)
-        if parsed is None:
-            raise err.InvalidInviteLinkCodeError("This invite link code is not valid.")
+        parsed = self._parse_link_code(code)
         member_id = uuid4()
 
         def redeem(org: Organization) -> None:
-            link = org.links.get(str(parsed.item_id))
-            if link is None or not self.signer.verify(INVITE_LINK, parsed, link.code_nonce):
-                raise err.InvalidInviteLinkCodeError("This invite link code is not valid.")
-            org.redeem_invite_link(user, parsed.item_id, member_id, self.clock())
+            org.redeem_invite_link(user, self._link_of(org, parsed).id, member_id, self.clock())
 
         return self._update(parsed.organization_id, redeem, member_id, missing=err.InvalidInviteLinkCodeError)
+
+    def preview_invite_link(self, code: str, viewer: Actor | None = None) -> previews.InviteLinkPreview:
+        """What the invite link offers and its status (`viewer`: who is looking, if signed in)."""
+        parsed = self._parse_link_code(code)
+        with self.reading(parsed.organization_id, missing=err.InvalidInviteLinkCodeError) as org:
+            return previews.of_invite_link(org, self._link_of(org, parsed), self.clock(), viewer)
+
+    def _parse_link_code(self, code: str) -> ParsedToken:
+        parsed = self.signer.parse(code)
+        if parsed is None:
+            raise err.InvalidInviteLinkCodeError("This invite link code is not valid.")
+        return parsed
+
+    def _link_of(self, org: Organization, parsed: ParsedToken) -> state.InviteLink:
+        link = org.links.get(state.key_of(parsed.item_id))
+        if link is None or not self.signer.verify(INVITE_LINK, parsed, link.code_nonce):
+            raise err.InvalidInviteLinkCodeError("This invite link code is not valid.")
+        return link
 
     def invite_link_codes(self, organization_id: UUID) -> dict[UUID, str]:
         """The code of every invite link of the organization (for listing them to admins)."""

@@ -89,13 +89,16 @@ class InvitationResent(Event):
     token_nonce: str
 
     def apply(self, org: Organization) -> None:
-        # The new token gets an e-mail of its own.
+        # The new token gets an e-mail of its own; the old one is remembered only to tell its holder why it
+        # no longer works.
+        replaced = org.invitations[key_of(self.invitation_id)]
         change(
             org.invitations,
             self.invitation_id,
             expires_at=self.expires_at,
             token_nonce=self.token_nonce,
             email_status=None,
+            earlier_nonces=(*replaced.earlier_nonces, replaced.token_nonce),
         )
 
 

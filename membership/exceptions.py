@@ -173,8 +173,20 @@ class InviteLinkAlreadyUsedError(GoneError):
     code = "invite_link_already_used"
 
 
+class InvitationReplacedError(GoneError):
+    """A real token that a resend replaced (only a token signed with our key can tell this)."""
+
+    code = "invitation_replaced"
+
+
+class EmailNotVerifiedError(PermissionDeniedError):
+    """The identity provider says the caller's e-mail address is not verified."""
+
+    code = "email_not_verified"
+
+
 class InvalidInvitationTokenError(InvitationNotFoundError):
-    """Forged, mistyped, or replaced by a resend: we never say which."""
+    """Forged or mistyped: we never say which."""
 
     code = "invalid_invitation_token"
 

@@ -31,6 +31,7 @@ class Actor:
     user_id: str
     email: str = ""
     name: str = ""
+    email_verified: bool | None = None  # the identity provider's word, when it gives one
 
 
 def check_actor(actor: Actor) -> None:

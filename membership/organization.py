@@ -206,6 +206,10 @@ class Organization(Aggregate):
         """`user` has already proven they hold the invitation's current token."""
         invitation = self.get_invitation(invitation_id)
         self.check_invitation_usable(invitation, now)
+        if user.email_verified is False:
+            raise err.EmailNotVerifiedError(
+                "Your identity provider says your e-mail address is not verified: verify it there, then accept."
+            )
         email = normalize_email(user.email)
         if email != invitation.email:
             raise err.InvitationEmailMismatchError(

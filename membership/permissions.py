@@ -49,6 +49,16 @@ def all_permissions() -> list[Permission]:
     return [Permission(action, resource) for resource in RESOURCES for action in ACTIONS]
 
 
+def in_words(permission_ids: Iterable[str]) -> list[str]:
+    """What a set of permissions allows, one phrase per resource ("Create, change and delete members")."""
+    held = closure(permission_ids)
+    return [
+        permission.description
+        for permission in all_permissions()
+        if permission.id in held and not (permission.action == "view" and f"manage:{permission.resource}" in held)
+    ]
+
+
 def unknown_permissions(permission_ids: Iterable[str]) -> list[str]:
     return sorted(set(permission_ids) - ALL_PERMISSIONS)
 

@@ -60,6 +60,7 @@ class Invitation:
     invited_by: str  # the inviter's user id
     token_nonce: str
     email_status: EmailStatus | None = None  # what became of the e-mail for the current token
+    earlier_nonces: tuple[str, ...] = ()  # of the tokens resends replaced: their holders are told so
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +166,7 @@ class InvitationAsDict(Transcoding):
             "invited_by": obj.invited_by,
             "token_nonce": obj.token_nonce,
             "email_status": obj.email_status,
+            "earlier_nonces": list(obj.earlier_nonces),
         }
 
     def decode(self, data: dict[str, Any]) -> Invitation:
@@ -178,6 +180,7 @@ class InvitationAsDict(Transcoding):
             data["invited_by"],
             data["token_nonce"],
             data["email_status"],
+            tuple(data.get("earlier_nonces", ())),  # absent from snapshots taken before it was kept
         )
 
 

@@ -8,9 +8,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from api import idempotency_keys, ratelimit_slots
+from api import idempotency_keys
 from membership import Organizations
-from projections import members, outbox
+from projections import members, outbox, ratelimit_slots
 from projections.engine import definitions, store
 from projections.engine.rebuild import RETIRED_GRACE_S
 from projections.engine.runner import ProjectionRunner
@@ -172,6 +172,16 @@ def build_services(settings: Settings) -> Services:
     return Services(settings, organizations, read_db)
 
 
+def wsgi_app(services: Services) -> Flask:
+    """The API and the pages over the service's parts."""
+    from api.app import create_app  # here: the worker and the operators' commands never load Flask
+    from web.site import install
+
+    app = create_app(services)
+    install(app, services)
+    return app
+
+
 def build_app(settings: Settings, run_projections: bool = False) -> Flask:
     """The API over freshly built parts, closed at exit. Called in each server process (after the fork).
 
@@ -179,11 +189,9 @@ def build_app(settings: Settings, run_projections: bool = False) -> Flask:
     server processes (Services.start_projections_in_one_process): the embedded SQLite set-up, or
     PostgreSQL with `membership serve --with-worker`.
     """
-    from api.app import create_app  # here: the worker and the operators' commands never load Flask
-
     services = build_services(settings)
     atexit.register(services.close)
-    app = create_app(services)
+    app = wsgi_app(services)
     if run_projections:
         services.start_projections_in_one_process()
     return app

@@ -225,7 +225,7 @@ def test_resend_gives_a_new_token_and_expiry_and_the_old_token_fails(world: Worl
     assert (resent.id, resent.organization_id) == (invited.id, world.org_id)
     assert secret(resent) != secret(invited)
     assert world.invitation(invited.id).expires_at == later + timedelta(days=3)
-    with pytest.raises(err.InvalidInvitationTokenError):
+    with pytest.raises(err.InvitationReplacedError):
         world.app.accept_invitation(user, secret(invited))
     world.app.accept_invitation(user, secret(resent))
     assert world.member_id(user) is not None

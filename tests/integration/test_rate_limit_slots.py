@@ -1,4 +1,4 @@
-"""The rate limiter's slots (`api.ratelimit_slots`) on SQLite and PostgreSQL.
+"""The rate limiter's slots (`projections.ratelimit_slots`) on SQLite and PostgreSQL.
 
 Reservations race from threads over two connections pools (like two API
 processes on one database); the limit must hold exactly.
@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from api import ratelimit_slots
-from api.ratelimit_slots import LimitReachedError, Slot
+from projections import ratelimit_slots
 from projections.engine import store as read_models
 from projections.engine.sql import ReadDatabase
+from projections.ratelimit_slots import LimitReachedError, Slot
 from service.bootstrap import OPERATIONAL_TABLES
 from service.settings import Settings
 

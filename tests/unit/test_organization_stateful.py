@@ -20,8 +20,8 @@ succeed:
   names. When several rules are broken at once any of them is accepted (the
   order of the checks is not part of the contract), except that a caller who
   is not a member, lacks the permission, or is not the Owner for an Owner-only
-  act learns only that; and an invitation token replaced by a resend is just
-  an invalid token;
+  act learns only that; and an invitation token replaced by a resend is
+  refused as replaced (any earlier token of it, however many resends ago);
 * allowed: it must succeed (no-ops, like giving a member the role they hold or
   an update that changes nothing, must record no event), and the model is
   updated.
@@ -476,7 +476,7 @@ class OrganizationMachine(RuleBasedStateMachine):
         old_token, invitation["token"] = invitation["token"], receipt.secret
         assert receipt.secret != old_token
         invitee = next((u for u in USER_NAMES if normalized(USERS[u].email) == invitation["email"]), "bob")
-        self.run({err.InvalidInvitationTokenError}, lambda: self.app.accept_invitation(USERS[invitee], old_token))
+        self.run({err.InvitationReplacedError}, lambda: self.app.accept_invitation(USERS[invitee], old_token))
         invitation["expires_at"] = self.now + timedelta(days=invitation["days"] if days is None else days)
         self.tokens.append((str(invitation_id), receipt.secret))
 
@@ -494,7 +494,7 @@ class OrganizationMachine(RuleBasedStateMachine):
         invitation = self.invitations[invitation_id]
         expected: Expected = set()
         if token != invitation["token"]:
-            expected = {err.InvalidInvitationTokenError}  # replaced by a resend: says nothing more
+            expected = {err.InvitationReplacedError}  # replaced by a resend (however many resends ago)
         else:
             status = invitation["status"]
             if status == "accepted":
