@@ -26,9 +26,9 @@ GUESSES = (InvalidInvitationTokenError, InvalidInviteLinkCodeError)
 
 @blp.route("/accept-invite", methods=["POST"])
 @answers(
-    WITH_EMAIL, RATE_LIMITED, err.InvalidInvitationTokenError, err.InvitationAlreadyAcceptedError,
-    err.InvitationCancelledError, err.InvitationExpiredError, err.InvitationEmailMismatchError,
-    err.AlreadyMemberError, err.ConflictError,
+    WITH_EMAIL, RATE_LIMITED, err.InvalidInvitationTokenError, err.InvitationReplacedError,
+    err.InvitationAlreadyAcceptedError, err.InvitationCancelledError, err.InvitationExpiredError,
+    err.EmailNotVerifiedError, err.InvitationEmailMismatchError, err.AlreadyMemberError, err.ConflictError,
 )  # fmt: skip
 @blp.arguments(AcceptInviteSchema)
 @blp.response(200, JoinedSchema)

@@ -16,6 +16,7 @@ import logging
 import time
 import urllib.request
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 from uuid import UUID
@@ -124,13 +125,18 @@ def _authenticate() -> Caller:
         detail = "The identity provider's signing keys cannot be read right now; retry shortly."
         raise ApiError(503, "identity_provider_unavailable", detail, {"Retry-After": "5"}) from None
     g.user_id = _check_claims(claims)
-    return Caller(Actor(claims["sub"], claims.get("email", ""), claims.get("name", "")), claims)
+    verified = claims.get("email_verified")  # the provider's word, when it gives one (membership's rule uses it)
+    verified = verified if isinstance(verified, bool) else None
+    actor = Actor(claims["sub"], claims.get("email", ""), claims.get("name", ""), verified)
+    return Caller(actor, claims)
 
 
 def _decode(token: str, verification: TokenVerification) -> dict[str, Any]:
     """The token's claims, checked with the provider's key it names, else with the configured key."""
     header = jwt.get_unverified_header(token)
     provider = verification.provider_for(header)
+    if provider is not None and "kid" not in header:
+        return _claims_by_any_provider_key(token, provider)
     if provider is not None:
         key = _provider_key(provider, header["kid"])
         return _claims(token, key, provider.algorithms, provider.issuer, provider.audience)
@@ -151,6 +157,17 @@ def _claims(
         options={"require": ["exp", "sub"], "verify_aud": audience is not None},
         leeway=30,
     )
+
+
+def _claims_by_any_provider_key(token: str, provider: ProviderKeys) -> dict[str, Any]:
+    """A token that names no key: each of the provider's signing keys is tried; when none verifies it, the keys
+    are fetched again (a rotation), at most once per refresh interval, as for an unknown `kid`."""
+    jwks = _provider_jwks(provider)
+    for keys in (jwks.get_signing_keys, jwks.refreshed_signing_keys):
+        for key in keys():
+            with suppress(jwt.InvalidSignatureError, jwt.InvalidAlgorithmError, jwt.InvalidKeyError):
+                return _claims(token, key, provider.algorithms, provider.issuer, provider.audience)
+    raise jwt.InvalidSignatureError("no signing key of the identity provider verifies it")
 
 
 def _provider_key(provider: ProviderKeys, kid: object) -> jwt.PyJWK:
@@ -181,6 +198,16 @@ class ProviderJwks(jwt.PyJWKClient):
         self.discover = provider.jwks_url is None  # self.uri is the discovery document's, until read
         self.retry_s = min(provider.refresh_s, RETRY_FAILED_FETCH_S)
         self.failed_at: float | None = None
+
+    def refreshed_signing_keys(self) -> list[jwt.PyJWK]:
+        """The signing keys fetched anew, unless the last fetch is more recent than the refresh interval."""
+        with self._client_lock:
+            last = self._last_successful_fetch
+            if last is not None and time.monotonic() - last < self.cooldown_duration:
+                return []
+            keys = self.get_signing_keys(refresh=True)
+            self._last_successful_fetch = time.monotonic()
+            return keys
 
     def fetch_data(self) -> Any:
         if self.failed_at is not None and time.monotonic() - self.failed_at < self.retry_s:

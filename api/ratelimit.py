@@ -3,7 +3,8 @@
 - invitations and resends: MEMBERSHIP_INVITES_PER_HOUR per user an hour;
 - new organizations: MEMBERSHIP_ORGANIZATIONS_PER_HOUR per user an hour;
 - failed accepts (a token or code that is not valid): MEMBERSHIP_ACCEPT_FAILURES per user in
-  MEMBERSHIP_ACCEPT_FAILURE_WINDOW_SECONDS (10 in 10 minutes); then every accept is refused untried.
+  MEMBERSHIP_ACCEPT_FAILURE_WINDOW_SECONDS (10 in 10 minutes); then every accept is refused untried;
+- failed previews (the same), as many per client address, counted with the accept pages' look-ups.
 
 Over a limit the answer is 429 `rate_limited` with `Retry-After` (seconds).
 """
@@ -13,12 +14,12 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from flask import Response, after_this_request
+from flask import Response, after_this_request, request
 
 from api import idempotency
 from api.context import services, utc_now
@@ -50,6 +51,12 @@ ACCEPT_FAILURES = Limit(
     lambda s: s.accept_failures,
     lambda s: timedelta(seconds=s.accept_failure_window_s),
 )
+LOOKUP_FAILURES = Limit(
+    ratelimit_slots.LOOKUP_FAILURES,
+    "look up {n} invalid invitation tokens or link codes",
+    lambda s: s.accept_failures,
+    lambda s: timedelta(seconds=s.accept_failure_window_s),
+)
 
 
 def check_invitation_rate(user_id: str) -> None:
@@ -64,10 +71,19 @@ def check_organization_rate(user_id: str) -> None:
         _held_unless_refused(take(ORGANIZATIONS, user_id))
 
 
-@contextmanager
-def failures_counted(user_id: str, *failures: type[Exception]) -> Iterator[None]:
+def lookups_counted(*failures: type[Exception]) -> AbstractContextManager[None]:
+    """Like `failures_counted`, for the client's address (look-ups need no token)."""
+    return _counted(LOOKUP_FAILURES, ratelimit_slots.address_subject(request.remote_addr), failures)
+
+
+def failures_counted(user_id: str, *failures: type[Exception]) -> AbstractContextManager[None]:
     """Refuse untried past the user's failed-accept limit; the block's attempt counts only if it raises `failures`."""
-    slot = take(ACCEPT_FAILURES, user_id)
+    return _counted(ACCEPT_FAILURES, user_id, failures)
+
+
+@contextmanager
+def _counted(limit: Limit, subject: str, failures: tuple[type[Exception], ...]) -> Iterator[None]:
+    slot = take(limit, subject)
     try:
         yield
     except failures:

@@ -193,6 +193,47 @@ class InviteLinkSchema(Schema):
     createdAt = fields.DateTime(attribute="record.created_at")
 
 
+class OfferedRoleSchema(RoleRefSchema):
+    description = fields.String()
+    allows = fields.List(fields.String(), metadata={"description": "What the role allows, in words"})
+
+
+class OrganizationRefSchema(Schema):
+    id = fields.String(attribute="organization_id")
+    name = fields.String(attribute="organization_name")
+
+
+class PreviewSchema(Schema):
+    """What an invitation or invite link offers, for its holder (no token needed)."""
+
+    organization = fields.Function(lambda offer: OrganizationRefSchema().dump(offer), metadata={"type": "object"})
+    role = fields.Nested(OfferedRoleSchema, allow_none=True, metadata={"description": "null if since deleted"})
+    expiresAt = fields.DateTime(attribute="expires_at")
+
+
+class InvitationPreviewSchema(PreviewSchema):
+    id = fields.String(attribute="invitation_id")
+    email = fields.String(metadata={"description": "The invited address: only it can accept"})
+    invitedBy = fields.String(attribute="offered_by", metadata={"description": "The inviter's name or e-mail"})
+    status = fields.String(metadata={"enum": ["pending", "accepted", "expired", "cancelled"]})
+
+
+class InviteLinkPreviewSchema(PreviewSchema):
+    id = fields.String(attribute="link_id")
+    createdBy = fields.String(attribute="offered_by", metadata={"description": "The creator's name or e-mail"})
+    maxUses = fields.Integer(attribute="max_uses", metadata={"description": "0: unlimited"})
+    useCount = fields.Integer(attribute="use_count")
+    status = fields.String(metadata={"enum": ["active", "expired", "deleted", "used_up"]})
+
+
+class PreviewTokenQuerySchema(Schema):
+    token = text(1, 200, required=True)
+
+
+class PreviewCodeQuerySchema(Schema):
+    code = text(1, 200, required=True)
+
+
 class OrganizationSchema(Schema):
     id = fields.String()
     name = fields.String()

@@ -18,6 +18,14 @@ from uuid import uuid4
 from projections.engine.sql import Cursor, ReadDatabase
 
 TABLE = "rate_limit_slots"
+# Failed look-ups of invitation tokens and link codes, per client address: the accept pages (web.guesses) and
+# the API's previews (api.ratelimit) count into this one bucket, so neither can be used to guess faster.
+LOOKUP_FAILURES = "lookup-failures"
+
+
+def address_subject(address: str | None) -> str:
+    """The subject of a client address's slots (never equal to a user id's: those have no prefix)."""
+    return f"address:{address or 'unknown'}"
 
 
 @dataclass(frozen=True)

@@ -64,8 +64,9 @@ class ProviderKeys:
 class TokenVerification:
     """How bearer tokens are checked: keys and algorithms come from here, never from a token.
 
-    A token naming a key (`kid`) is checked with the identity provider's keys, when one is configured;
-    any other with `key`: an HS256 secret or an RS256 PEM public key (empty with a provider alone).
+    A token naming a key (`kid`) is checked with the identity provider's keys, when one is configured, and
+    so is one naming none in an algorithm only the provider's keys serve (some providers sign ID tokens without
+    a `kid`); any other with `key`: an HS256 secret or an RS256 PEM public key (empty with a provider alone).
     """
 
     algorithms: tuple[str, ...] = ()
@@ -76,8 +77,15 @@ class TokenVerification:
     provider: ProviderKeys | None = None
 
     def provider_for(self, header: Mapping[str, object]) -> ProviderKeys | None:
-        """Whose keys check a token with this (unverified) header: the provider's, if it names one (`kid`)."""
-        return self.provider if "kid" in header else None
+        """Whose keys check a token with this (unverified) header: the provider's, if it names one of its keys
+        (`kid`) or uses an algorithm of the provider's that `key` does not serve."""
+        if self.provider is None:
+            return None
+        if "kid" in header:
+            return self.provider
+        algorithm = header.get("alg")
+        served_by_key = bool(self.key) and algorithm in self.algorithms
+        return self.provider if algorithm in self.provider.algorithms and not served_by_key else None
 
     @classmethod
     def from_env(

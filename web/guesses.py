@@ -20,7 +20,6 @@ from projections import ratelimit_slots
 from web.context import services, settings
 from web.refusals import Refusal
 
-BUCKET = "lookup-failures"  # the API's previews count into the same bucket (api.ratelimit.lookups_counted)
 GUESSES = (InvalidInvitationTokenError, InvalidInviteLinkCodeError)
 
 
@@ -32,7 +31,7 @@ class TooManyGuessesError(Exception):
 
 def subject() -> str:
     """Whose failures these are: the client's address (behind a proxy, as the proxy reports it to gunicorn)."""
-    return f"address:{request.remote_addr or 'unknown'}"
+    return ratelimit_slots.address_subject(request.remote_addr)
 
 
 @contextmanager
@@ -41,7 +40,7 @@ def counted() -> Iterator[None]:
     db, now = services().read_db, services().organizations.clock()
     window = timedelta(seconds=settings().accept_failure_window_s)
     try:
-        slot = ratelimit_slots.reserve(db, BUCKET, subject(), settings().accept_failures, window, now)
+        slot = ratelimit_slots.reserve(db, ratelimit_slots.LOOKUP_FAILURES, subject(), settings().accept_failures, window, now)
     except ratelimit_slots.LimitReachedError as full:
         raise TooManyGuessesError(max(1, math.ceil((full.retry_at - now).total_seconds()))) from None
     try:

@@ -62,6 +62,7 @@ PAGES: dict[type[Exception], Refusal] = {
     ),
     err.AlreadyMemberError: Refusal(409, "You are already a member", "There is nothing to accept."),
     err.ConflictError: Refusal(409, "That did not work this time", "Go back and try again in a moment."),
+    err.PermissionDeniedError: Refusal(403, "This page is not for you", "Sign in with the account that may see it."),
     err.MembershipError: Refusal(400, "That cannot be done", "Go back and try again."),
 }
 
