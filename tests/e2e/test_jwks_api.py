@@ -264,6 +264,39 @@ def test_a_burst_of_tokens_naming_unknown_keys_refetches_the_keys_at_most_once_p
     assert provider.requests == Counter({DISCOVERY: 1, JWKS: 2})
 
 
+# -- tokens naming no key (some providers sign ID tokens without a kid) -----------------------------------------
+def kidless(key: SigningKey, user: User, **claims: Any) -> str:
+    payload = {"sub": user.user_id, "email": user.email, "exp": int(time.time()) + 3600, **claims}
+    return jwt.encode(payload, key.private, algorithm=key.algorithm)
+
+
+def test_a_provider_token_naming_no_key_is_checked_with_each_of_the_providers_keys(
+    api: ApiClient, provider: Provider, rsa_key: SigningKey, ec_key: SigningKey
+) -> None:
+    user = api.user()
+    assert "kid" not in jwt.get_unverified_header(kidless(rsa_key, user))
+    assert accepted(api, kidless(rsa_key, user, aud=CLIENT_ID, iss=provider.issuer))
+    assert accepted(api, kidless(ec_key, user, aud=CLIENT_ID, iss=provider.issuer))
+    assert not accepted(api, kidless(rsa_key, user, aud="another-client", iss=provider.issuer))
+    assert not accepted(api, kidless(SigningKey.rsa(), user, aud=CLIENT_ID, iss=provider.issuer))  # unpublished
+
+
+def test_a_token_naming_no_key_signed_by_a_rotated_key_is_accepted_after_one_refetch_per_interval(
+    api: ApiClient, provider: Provider, rsa_key: SigningKey, next_rsa_key: SigningKey
+) -> None:
+    user = api.user()
+    assert accepted(api, kidless(rsa_key, user, aud=CLIENT_ID, iss=provider.issuer))
+    provider.keys = [next_rsa_key]
+    time.sleep(REFRESH_S)
+    assert accepted(api, kidless(next_rsa_key, user, aud=CLIENT_ID, iss=provider.issuer))
+    assert provider.requests[JWKS] == 2
+    unpublished, started = SigningKey.rsa(), time.monotonic()
+    for _ in range(20):  # a burst of tokens no key verifies: no refetch within the interval
+        assert not accepted(api, kidless(unpublished, user, aud=CLIENT_ID, iss=provider.issuer))
+    assert time.monotonic() - started < REFRESH_S  # the burst fell within one interval
+    assert provider.requests[JWKS] == 2
+
+
 # -- the provider unavailable ------------------------------------------------------------------------------------
 class TestAProviderThatIsDown:
     @pytest.fixture
@@ -327,6 +360,13 @@ class TestASecretAndAProvider:
         user = api.user()
         assert accepted(api, api.token(user))
         assert accepted(api, rsa_key.token(user, aud=CLIENT_ID, iss=provider.issuer))
+
+    def test_a_token_naming_no_key_goes_by_its_algorithm(
+        self, api: ApiClient, provider: Provider, rsa_key: SigningKey
+    ) -> None:
+        user = api.user()
+        assert accepted(api, kidless(rsa_key, user, aud=CLIENT_ID, iss=provider.issuer))  # RS256: the provider's
+        assert accepted(api, api.token(user))  # HS256: the secret's
 
     def test_a_secret_signed_token_naming_a_key_is_checked_with_the_providers_keys(
         self, api: ApiClient, provider: Provider, rsa_key: SigningKey
