@@ -244,7 +244,10 @@ class Settings:
     def token_verification(self) -> TokenVerification:
         """What the API needs to authenticate requests; a clear error when it is not configured."""
         if self.tokens is None:
-            raise ConfigurationError("set MEMBERSHIP_JWT_SECRET (HS256) or MEMBERSHIP_JWT_PUBLIC_KEY_FILE (RS256)")
+            raise ConfigurationError(
+                "set MEMBERSHIP_OIDC_ISSUER (tokens of your identity provider), MEMBERSHIP_JWT_JWKS_URL, "
+                "MEMBERSHIP_JWT_SECRET (HS256) or MEMBERSHIP_JWT_PUBLIC_KEY_FILE (RS256)"
+            )
         return self.tokens
 
 

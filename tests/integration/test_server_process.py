@@ -74,5 +74,6 @@ def test_serving_on_postgresql_without_a_token_key_fails_at_start_up(
     )  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "membership: configuration error: set MEMBERSHIP_JWT_SECRET (HS256) or MEMBERSHIP_JWT_PUBLIC_KEY_FILE (RS256)"
+        "membership: configuration error: set MEMBERSHIP_OIDC_ISSUER (tokens of your identity provider), "
+        "MEMBERSHIP_JWT_JWKS_URL, MEMBERSHIP_JWT_SECRET (HS256) or MEMBERSHIP_JWT_PUBLIC_KEY_FILE (RS256)"
     )

@@ -112,3 +112,49 @@ def test_rate_limits_have_defaults_and_are_read() -> None:
     assert (read.organizations_per_hour, read.accept_failures, read.accept_failure_window_s) == (2, 5, 60)
     with pytest.raises(ConfigurationError, match="MEMBERSHIP_ORGANIZATIONS_PER_HOUR"):
         settings(MEMBERSHIP_SECRET_KEY=KEY, MEMBERSHIP_ORGANIZATIONS_PER_HOUR="0")
+
+
+# -- where the server is reached, sign-in and CORS ---------------------------------------------------------------
+def test_links_point_where_the_server_listens_unless_a_public_url_is_given() -> None:
+    served = settings(MEMBERSHIP_SECRET_KEY=KEY).served_at("127.0.0.1", 9000)
+    assert (served.public_url, served.listen_host, served.development_sign_in) == ("http://127.0.0.1:9000", "127.0.0.1", True)
+    assert settings(MEMBERSHIP_SECRET_KEY=KEY).served_at("::1", 9001).public_url == "http://[::1]:9001"
+    given = settings(MEMBERSHIP_SECRET_KEY=KEY, MEMBERSHIP_PUBLIC_URL="https://members.example.com/").served_at("0.0.0.0", 9000)  # noqa: S104
+    assert (given.public_url, given.secure_cookies, given.development_sign_in) == ("https://members.example.com", True, False)
+
+
+@pytest.mark.parametrize(("host", "allowed"), [("127.0.0.1", True), ("localhost", True), ("::1", True),
+                         ("127.0.0.2", True), ("0.0.0.0", False), ("::", False), ("10.0.0.5", False), ("example.com", False)])  # noqa: S104
+def test_the_development_sign_in_is_only_for_a_server_on_loopback(host: str, allowed: bool) -> None:
+    assert settings(MEMBERSHIP_SECRET_KEY=KEY).served_at(host, 8000).development_sign_in is allowed
+    with_issuer = settings(MEMBERSHIP_SECRET_KEY=KEY, MEMBERSHIP_OIDC_ISSUER="https://id.example.com",
+                           MEMBERSHIP_OIDC_CLIENT_ID="membership")  # fmt: skip
+    assert with_issuer.served_at(host, 8000).development_sign_in is False
+    assert settings(MEMBERSHIP_SECRET_KEY=KEY).development_sign_in is False  # not served: a worker, a tool
+
+
+def test_the_identity_provider_needs_a_client_id_and_an_http_issuer() -> None:
+    provider = settings(MEMBERSHIP_SECRET_KEY=KEY, MEMBERSHIP_OIDC_ISSUER="https://id.example.com/realms/x/",
+                        MEMBERSHIP_OIDC_CLIENT_ID="membership").oidc  # fmt: skip
+    assert provider is not None and provider.issuer == "https://id.example.com/realms/x"
+    assert provider.discovery_url == "https://id.example.com/realms/x/.well-known/openid-configuration"
+    with pytest.raises(ConfigurationError, match="MEMBERSHIP_OIDC_CLIENT_ID is required"):
+        settings(MEMBERSHIP_SECRET_KEY=KEY, MEMBERSHIP_OIDC_ISSUER="https://id.example.com")
+    with pytest.raises(ConfigurationError, match="MEMBERSHIP_OIDC_ISSUER must be an http"):
+        settings(MEMBERSHIP_SECRET_KEY=KEY, MEMBERSHIP_OIDC_ISSUER="id.example.com", MEMBERSHIP_OIDC_CLIENT_ID="x")
+    with pytest.raises(ConfigurationError, match="MEMBERSHIP_PUBLIC_URL must be an http"):
+        settings(MEMBERSHIP_SECRET_KEY=KEY, MEMBERSHIP_PUBLIC_URL="ftp://example.com")
+
+
+def test_cors_origins_are_an_allow_list_of_exact_origins() -> None:
+    assert settings(MEMBERSHIP_SECRET_KEY=KEY).cors_origins == ()
+    origins = settings(MEMBERSHIP_SECRET_KEY=KEY, MEMBERSHIP_CORS_ORIGINS="https://app.example, http://localhost:5173/")
+    assert origins.cors_origins == ("https://app.example", "http://localhost:5173")
+    for wrong in ("*", "app.example", "https://app.example/path"):
+        with pytest.raises(ConfigurationError, match="MEMBERSHIP_CORS_ORIGINS"):
+            settings(MEMBERSHIP_SECRET_KEY=KEY, MEMBERSHIP_CORS_ORIGINS=wrong)
+
+
+def test_the_session_lifetime_is_set_in_hours() -> None:
+    assert settings(MEMBERSHIP_SECRET_KEY=KEY).session_lifetime_s == 12 * 3600
+    assert settings(MEMBERSHIP_SECRET_KEY=KEY, MEMBERSHIP_SESSION_HOURS="2").session_lifetime_s == 7200
