@@ -94,6 +94,8 @@ def worker(batch_size: int, job_batch_size: int) -> None:
     Several workers may run against one database."""
     with services() as built:
         check_read_models(built)
+        if not built.settings.public_url_given:
+            log.warning("MEMBERSHIP_PUBLIC_URL is not set: e-mailed links point at %s", built.settings.public_url)
         runner = ProjectionRunner(built.organizations, built.read_db, batch_size=batch_size)
         built.start_background_work(job_batch_size)
         signal.signal(signal.SIGTERM, lambda *_: runner.stop())

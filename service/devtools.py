@@ -60,6 +60,7 @@ def ensure_demo_organization(services: Services) -> UUID:
 def welcome(settings: Settings, organization_id: UUID, base_url: str) -> str:
     """What `./scripts/serve` prints: an Owner token and three requests to try."""
     token = mint_token(settings, DEMO_OWNER.user_id, DEMO_OWNER.email, DEMO_OWNER.name, ttl_s=7 * 24 * 3600)
+    outbox = "" if settings.smtp.host else f" are written to {settings.database.var_dir / 'outbox'}"
     auth = '-H "Authorization: Bearer $TOKEN" -H "X-Organization-Id: $ORG"'
     return f"""
 Demo organization ready; you are its Owner (token valid 7 days). Paste these into a shell:
@@ -75,4 +76,6 @@ Demo organization ready; you are its Owner (token valid 7 days). Paste these int
 
 More tokens: .venv/bin/membership token --sub USER_ID --email EMAIL [--org ORG]
 API description: {base_url}/api/openapi.json
+Invitation e-mails{outbox}: their links open the accept page, where you sign in
+(development sign-in: {base_url}/auth/login) and accept.
 """

@@ -50,7 +50,7 @@ def test_resend_issues_a_new_token_and_the_old_one_stops_working(ocore: Ocore, t
     new_token = server.invitation_token(invitation_id)
     assert new_token != old_token
     stale = ocore("invitation", "accept", old_token, user=invitee)
-    assert stale.exit_code == 5, stale.stderr  # a superseded token is unknown
+    assert stale.exit_code == 6 and "sent again" in stale.stderr  # a superseded token: gone, and said so
     link = f"http://127.0.0.1:8000/invite/accept?token={new_token}"  # the whole link from the e-mail works too
     assert ocore("invitation", "accept", link, user=invitee).exit_code == 0
 
