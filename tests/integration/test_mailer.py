@@ -24,7 +24,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from api.schemas import InvitationSchema
 from membership import Actor, organization
-from membership.exceptions import InvalidInvitationTokenError
+from membership.exceptions import InvitationReplacedError
 from projections import invitations as invitations_reads
 from projections import outbox
 from projections.engine.runner import ProjectionRunner
@@ -204,7 +204,7 @@ def test_a_resend_sends_a_second_distinct_message_and_only_its_token_works(
     first, second = inbox.messages
     assert first["Message-ID"] != second["Message-ID"]
     user = invitee(recipient)
-    with pytest.raises(InvalidInvitationTokenError):
+    with pytest.raises(InvitationReplacedError):
         services.organizations.accept_invitation(user, token_in(first))
     services.organizations.accept_invitation(user, token_in(second))
 
