@@ -28,8 +28,6 @@ from pathlib import Path
 from typing import NoReturn, TypeVar
 from uuid import UUID, uuid4
 
-from eventsourcing.domain import Snapshot
-
 from membership.application import Organizations
 from membership.database import redact
 from membership.inputs import Actor
@@ -272,7 +270,7 @@ def seed(app: Organizations, size: int, index: int, batch: int, kind: type[OrgT]
         org.version = org.seed_events = live.version
         if app.snapshots is not None and snapshot_interval(app):
             snapping = time.perf_counter()
-            app.snapshots.put([Snapshot.take(live)])  # what Organizations._take_snapshots does
+            app.snapshots.put([live.Snapshot.take(live)])  # what Organizations._take_snapshots does
             org.snapshot_seconds = time.perf_counter() - snapping
     return org
 

@@ -29,7 +29,6 @@ from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import IntegrityError, JSONTranscoder
 
 from membership import exceptions as err
@@ -556,7 +555,7 @@ class Organizations(Application[UUID]):
             new_versions = range(org.version - len(_events_of(processing_event, org.id)) + 1, org.version + 1)
             if any(version % self.snapshot_interval == 0 for version in new_versions):
                 try:
-                    self.snapshots.put([Snapshot.take(org)])
+                    self.snapshots.put([org.Snapshot.take(org)])
                 except Exception:
                     log.exception("Could not snapshot organization %s at version %s", org.id, org.version)
 

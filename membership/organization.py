@@ -73,6 +73,7 @@ class Organization(Aggregate):
     # Snapshots of version 1 held dicts, not records.
     class_version = 2
     upcast_v1_v2 = staticmethod(state.upcast_v1_v2)
+    Snapshot = state.OrganizationSnapshot  # members as columns, indexes rebuilt on load
 
     # Every event, as Organization.<Name>: the library registers their pinned topics from here,
     # and imported (not assigned) they are types too.

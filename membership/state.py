@@ -19,7 +19,9 @@ from functools import lru_cache
 from typing import Any, Literal, TypeVar
 from uuid import UUID
 
+from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import JSONTranscoder, Transcoding
+from eventsourcing.utils import register_topic
 
 InvitationStatus = Literal["pending", "accepted", "cancelled", "expired"]
 EmailStatus = Literal["sent", "failed"]
@@ -214,8 +216,79 @@ class InviteLinkAsDict(Transcoding):
 
 
 def register_transcodings(transcoder: JSONTranscoder) -> None:
-    for transcoding in (RoleAsDict(), MemberAsDict(), InvitationAsDict(), InviteLinkAsDict()):
+    for transcoding in (RoleAsDict(), MemberAsDict(), InvitationAsDict(), InviteLinkAsDict(), MemberTableAsColumns()):
         transcoder.register(transcoding)
+
+
+# -- compact snapshots -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MemberTable:
+    """Every member of an organization, as its snapshot holds them (`OrganizationSnapshot`)."""
+
+    members: dict[str, Member]
+
+
+class MemberTableAsColumns(Transcoding):
+    """A JSON array per field rather than an object per member, and each role id once: a 100,000-member
+    organization's snapshot is a third of the size, and decoding it makes no JSON object per member."""
+
+    type = MemberTable
+    name = "membership_member_table"
+
+    def encode(self, obj: MemberTable) -> dict[str, Any]:
+        members = list(obj.members.values())
+        role_ids = list(dict.fromkeys(member.role_id for member in members))  # a handful, however many members
+        position = {role_id: index for index, role_id in enumerate(role_ids)}
+        return {
+            "id": list(obj.members),  # the keys: str(member.id)
+            "user_id": [member.user_id for member in members],
+            "email": [member.email for member in members],
+            "name": [member.name for member in members],
+            "role_ids": [str(role_id) for role_id in role_ids],
+            "role": [position[member.role_id] for member in members],
+            "joined_at": [member.joined_at.isoformat() for member in members],
+        }
+
+    def decode(self, data: dict[str, Any]) -> MemberTable:
+        keys, role_ids = data["id"], [_role_id(text) for text in data["role_ids"]]
+        members = map(
+            Member,
+            map(UUID, keys),
+            data["user_id"],
+            data["email"],
+            data["name"],
+            map(role_ids.__getitem__, data["role"]),
+            map(datetime.fromisoformat, data["joined_at"]),
+        )
+        return MemberTable(dict(zip(keys, members, strict=True)))
+
+
+class OrganizationSnapshot(Snapshot):
+    """An Organization's snapshot: its state, with the members as one `MemberTable` and without the indexes
+    over them (`member_by_user`, `member_by_email`), which loading rebuilds. Snapshots stored before it
+    (the library's `Snapshot`, members as a JSON object each) still load as they are."""
+
+    TOPIC = "membership:Organization.Snapshot"
+
+    @classmethod
+    def take(cls, aggregate: Any) -> OrganizationSnapshot:
+        snapshot = super().take(aggregate)
+        state = snapshot.state  # a copy of the aggregate's attributes, made for this snapshot
+        state["members"] = MemberTable(state["members"])
+        del state["member_by_user"], state["member_by_email"]
+        return snapshot
+
+    def mutate(self, _: None) -> Any:
+        organization = super().mutate(None)
+        state = vars(organization)
+        members: dict[str, Member] = state["members"].members
+        state["members"] = members
+        state["member_by_user"] = {member.user_id: key for key, member in members.items()}
+        state["member_by_email"] = {member.email: key for key, member in members.items()}
+        return organization
+
+
+register_topic(OrganizationSnapshot.TOPIC, OrganizationSnapshot)
 
 
 # -- snapshots of the dict state (class_version 1) ---------------------------------------------------------------

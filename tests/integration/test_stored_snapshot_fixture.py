@@ -6,7 +6,11 @@ organization (members, invitations cancelled, accepted, pending and e-mailed,
 links used and deleted, a custom role) and the snapshot that code took at
 version 19, before five more events. Never regenerate it. Loading through it
 upcasts the dicts to records (`membership.state.upcast_v1_v2`); the snapshot
-worker's next snapshots are records.
+worker's next snapshots are records, their members as columns (`OrganizationSnapshot`).
+
+The two later forms of a snapshot at the same version are fixtures too, written once the same way:
+`organization_snapshot_v2_records.json` (records, each member a JSON object, the library's Snapshot
+class) and `organization_snapshot_v2_columns.json` (`membership:Organization.Snapshot`).
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ from membership.state import Member
 from service.bootstrap import Services
 from workers.snapshots import SnapshotTaker
 
-FIXTURE = json.loads((Path(__file__).parent.parent / "fixtures" / "organization_snapshot_v1.json").read_text())
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+FIXTURE = json.loads((FIXTURES / "organization_snapshot_v1.json").read_text())
+LATER_FORMS = ["organization_snapshot_v2_records.json", "organization_snapshot_v2_columns.json"]
 ORG_ID = UUID(FIXTURE["organization_id"])
 SNAPSHOT_VERSION = 19
 LINK_USER = Actor("auth0|snap-link", "link@snap.example", "Lin Ky")  # joined by link before the snapshot, removed after
@@ -68,6 +74,17 @@ def test_the_old_snapshot_alone_gives_the_state_replaying_its_events_gives(organ
 
     assert from_snapshot == replayed(events, SNAPSHOT_VERSION)
     assert all(isinstance(m, Member) for m in from_snapshot.members.values())
+
+
+@pytest.mark.parametrize("fixture", LATER_FORMS)
+def test_each_later_form_of_snapshot_alone_gives_the_state_replaying_its_events_gives(
+    organizations: Organizations, fixture: str
+) -> None:
+    events = load_fixture(organizations)
+    later = json.loads((FIXTURES / fixture).read_text())["snapshot"]
+    assert later["originator_version"] == SNAPSHOT_VERSION
+    (snapshot,) = [organizations.mapper.to_domain_event(stored(later))]
+    assert replayed([snapshot]) == replayed(events, SNAPSHOT_VERSION)
 
 
 def test_an_organization_whose_latest_snapshot_is_old_loads_to_the_replayed_state(
@@ -131,6 +148,6 @@ def test_the_snapshot_worker_takes_new_snapshots_after_the_old_one(
     assert app.snapshots is not None
     newest = list(app.snapshots.recorder.select_events(ORG_ID, desc=True, limit=1))[0]
     state = json.loads(newest.state)["state"]
-    assert (newest.originator_version, state["class_version"]) == (20, 2)
-    assert {m["_type_"] for m in state["members"].values()} == {"membership_member"}
+    assert (newest.originator_version, newest.topic, state["class_version"]) == (20, "membership:Organization.Snapshot", 2)
+    assert state["members"]["_type_"] == "membership_member_table" and len(state["members"]["_data_"]["id"]) == 4
     assert make_organizations().get_organization(ORG_ID) == replayed(events)

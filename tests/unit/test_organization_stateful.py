@@ -895,8 +895,9 @@ class OrganizationMachine(RuleBasedStateMachine):
         assert replayed is not None
         assert replayed.version == len(events) == current.version
         assert replayed == current
-        stored = self.app.mapper.to_stored_event(Snapshot.take(current))  # none taken: the interval is huge
-        assert project_organization(None, [self.app.mapper.to_domain_event(stored)]) == current
+        for snapshot_class in (current.Snapshot, Snapshot):  # ours (members as columns), and the library's as of old
+            stored = self.app.mapper.to_stored_event(snapshot_class.take(current))  # none taken: the interval is huge
+            assert project_organization(None, [self.app.mapper.to_domain_event(stored)]) == current
 
 
 OrganizationMachine.TestCase.settings = settings(

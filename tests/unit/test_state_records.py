@@ -21,10 +21,11 @@ from eventsourcing.persistence import (
 from hypothesis import given
 from hypothesis import strategies as st
 
-from membership import Organizations
+from membership import Actor, Organizations
 from membership.application import project_organization
+from membership.organization import system_role_id
 from membership.permissions import ALL_PERMISSIONS
-from membership.state import Invitation, InviteLink, Member, Role
+from membership.state import Invitation, InviteLink, Member, OrganizationSnapshot, Role
 from tests.factories import new_actor
 
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)  # lone surrogates are not UTF-8
@@ -100,17 +101,43 @@ def test_a_record_is_stored_as_one_object_of_plain_values(transcoder: JSONTransc
     }
 
 
-def test_organizations_registers_the_records_so_its_snapshots_can_be_stored() -> None:
+@pytest.mark.parametrize("snapshot_class", [OrganizationSnapshot, Snapshot], ids=["ours", "the-librarys"])
+def test_organizations_registers_the_records_so_its_snapshots_can_be_stored(snapshot_class: type[Snapshot]) -> None:
     app = Organizations()
     organization_id = app.create_organization(new_actor("owner"), "Acme").organization_id
-    snapshot = Snapshot.take(app.get_organization(organization_id))
+    for n in range(3):
+        app.accept_invite_link(new_actor(f"joiner{n}"), _link(app, organization_id))
+    snapshot = snapshot_class.take(app.get_organization(organization_id))
     library_only = JSONTranscoder()
     for transcoding in (UUIDAsHex(), DatetimeAsISO(), DecimalAsStr()):  # the library's own
         library_only.register(transcoding)
     with pytest.raises(TranscodingNotRegisteredError):
         library_only.encode(snapshot.state)
     stored = app.mapper.to_stored_event(snapshot)
+    assert stored.topic == snapshot_class.TOPIC if snapshot_class is OrganizationSnapshot else "eventsourcing.domain:Snapshot"
     assert project_organization(None, [app.mapper.to_domain_event(stored)]) == app.get_organization(organization_id)
+    app.close()
+
+
+def _link(app: Organizations, organization_id: Any) -> str:
+    owner = app.get_organization(organization_id).owner
+    role_id = system_role_id(organization_id, "viewer")
+    owner_actor = Actor(owner.user_id, owner.email, owner.name)
+    return app.create_invite_link(organization_id, owner_actor, role_id).secret or ""
+
+
+def test_our_snapshot_holds_members_as_columns_without_their_indexes() -> None:
+    app = Organizations()
+    organization_id = app.create_organization(new_actor("owner"), "Acme").organization_id
+    app.accept_invite_link(new_actor("joiner"), _link(app, organization_id))
+    organization = app.get_organization(organization_id)
+    state = json.loads(app.mapper.to_stored_event(organization.Snapshot.take(organization)).state)["state"]
+    assert "member_by_user" not in state and "member_by_email" not in state
+    table = state["members"]["_data_"]
+    assert state["members"]["_type_"] == "membership_member_table" and len(table["id"]) == 2
+    assert sorted(table["email"]) == sorted(m.email for m in organization.members.values())
+    assert len(table["role_ids"]) == 2 and sorted(table["role"]) == [0, 1]  # Owner and Viewer, each named once
+    assert organization.member_by_user and organization.member_by_email  # the live object keeps its indexes
     app.close()
 
 
