@@ -99,6 +99,9 @@ def callback() -> ResponseReturnValue:
     """The provider sends the person back: check state, nonce and the ID token (authlib), then sign in."""
     provider = _provider()
     target = session.pop(NEXT_KEY, None)
+    # authlib keeps the provider's key set and fetches it again only for a token naming an unknown `kid`; a token
+    # naming none, signed after a key rotation, would then fail. One fetch per sign-in follows every rotation.
+    provider.server_metadata.pop("jwks", None)
     try:
         token = provider.authorize_access_token()
     except OAuthError as error:

@@ -10,6 +10,9 @@ with what to install (never a skip).
 - `live_server`: call it to start `membership serve` on the test's store, wired to the inbox.
 - `axe_check`: call it with a page; fails on axe-core violations of impact "serious" or "critical".
 
+A module whose tests may share a provider, an inbox and servers builds its own module-scoped fixtures
+from `running_oidc_provider()`, `receiving_mail()` and `LiveServers` (tests/browser/test_accept_flows.py).
+
 The store is SQLite unless a test asks for both (`pytestmark = BOTH_STORES`, as in tests/e2e).
 """
 
@@ -24,6 +27,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -245,10 +249,10 @@ class OidcProvider:
         return flask.jsonify(jose.KeySet((self.storage.jwk, *self.retired_keys)).as_dict())
 
 
-@pytest.fixture
-def oidc_provider() -> Iterator[OidcProvider]:
-    """A provider of this test's own (under a second to start), so that its users, codes and signing keys
-    never leak into another test. It runs in this process: a warning it raises obeys setup.cfg's filters."""
+@contextmanager
+def running_oidc_provider() -> Iterator[OidcProvider]:
+    """A provider of its own (under a second to start): its users, codes and signing keys are nobody else's.
+    It runs in this process: a warning it raises obeys setup.cfg's filters."""
     import flask
     import oidc_provider_mock
 
@@ -267,6 +271,13 @@ def oidc_provider() -> Iterator[OidcProvider]:
         server.shutdown()
         thread.join(5)
         server.server_close()
+
+
+@pytest.fixture
+def oidc_provider() -> Iterator[OidcProvider]:
+    """A provider of this test's own, so that its users, codes and signing keys never leak into another test."""
+    with running_oidc_provider() as provider:
+        yield provider
 
 
 # -- SMTP -----------------------------------------------------------------------------------------------------
@@ -305,8 +316,9 @@ class SmtpInbox:
                 self._arrived.wait(remaining)
 
 
-@pytest.fixture
-def smtp_inbox() -> Iterator[SmtpInbox]:
+@contextmanager
+def receiving_mail() -> Iterator[SmtpInbox]:
+    """aiosmtpd on a free loopback port, keeping every message, until the block ends."""
     inbox = SmtpInbox(free_port())
     controller = Controller(inbox, hostname=inbox.host, port=inbox.port)
     controller.start()
@@ -314,6 +326,12 @@ def smtp_inbox() -> Iterator[SmtpInbox]:
         yield inbox
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def smtp_inbox() -> Iterator[SmtpInbox]:
+    with receiving_mail() as inbox:
+        yield inbox
 
 
 # -- the live server ------------------------------------------------------------------------------------------
@@ -427,6 +445,45 @@ def start_live_server(
         time.sleep(0.1)
 
 
+class LiveServers:
+    """Starts `membership serve` processes on `store` (unless told another database), mailing to `inbox`,
+    each in a directory of its own under `directory`; `stop_all` stops every one it started."""
+
+    def __init__(self, store: str, directory: Path, inbox: SmtpInbox) -> None:
+        self.store, self.directory, self.inbox = store, directory, inbox
+        self.started: list[LiveServer] = []
+
+    def start(
+        self,
+        database_url: str | None = None,
+        *,
+        env: Mapping[str, str | None] | None = None,
+        with_worker: bool | None = None,
+        args: Sequence[str] = (),
+    ) -> LiveServer:
+        database_url = database_url or self.store
+        directory = self.directory / f"server-{len(self.started)}"
+        settings: dict[str, str | None] = {
+            "MEMBERSHIP_DATABASE_URL": database_url,
+            "MEMBERSHIP_SECRET_KEY": TEST_SECRET_KEY,
+            "MEMBERSHIP_JWT_SECRET": JWT_SECRET,
+            "MEMBERSHIP_VAR_DIR": str(directory / "var"),
+            "MEMBERSHIP_SMTP_HOST": self.inbox.host,
+            "MEMBERSHIP_SMTP_PORT": str(self.inbox.port),
+            "MEMBERSHIP_SMTP_STARTTLS": "false",
+            **(env or {}),
+        }
+        if with_worker is None:
+            with_worker = not database_url.startswith("sqlite")
+        server = start_live_server(database_url, directory, settings, with_worker, args)
+        self.started.append(server)
+        return server
+
+    def stop_all(self) -> None:
+        for server in self.started:
+            server.stop()
+
+
 @pytest.fixture
 def live_server(store: str, tmp_path: Path, smtp_inbox: SmtpInbox) -> Iterator[Callable[..., LiveServer]]:
     """`live_server(database_url=None, *, env=None, with_worker=None, args=())` starts `membership serve` and
@@ -436,34 +493,10 @@ def live_server(store: str, tmp_path: Path, smtp_inbox: SmtpInbox) -> Iterator[C
     PostgreSQL the server runs the projections, mailer and jobs itself (--with-worker) unless told not to.
     Invitation e-mail goes to `smtp_inbox`. `env` adds settings (e.g. `oidc_provider.server_env`) or,
     with None as the value, removes one of those set here. MEMBERSHIP_PUBLIC_URL is never set: the server
-    builds its links from where it listens.
+    builds its links from where it listens. (A module sharing servers between its tests uses LiveServers.)
     """
-    started: list[LiveServer] = []
-
-    def start(
-        database_url: str | None = None,
-        *,
-        env: Mapping[str, str | None] | None = None,
-        with_worker: bool | None = None,
-        args: Sequence[str] = (),
-    ) -> LiveServer:
-        database_url = database_url or store
-        settings: dict[str, str | None] = {
-            "MEMBERSHIP_DATABASE_URL": database_url,
-            "MEMBERSHIP_SECRET_KEY": TEST_SECRET_KEY,
-            "MEMBERSHIP_JWT_SECRET": JWT_SECRET,
-            "MEMBERSHIP_VAR_DIR": str(tmp_path / f"server-{len(started)}" / "var"),
-            "MEMBERSHIP_SMTP_HOST": smtp_inbox.host,
-            "MEMBERSHIP_SMTP_PORT": str(smtp_inbox.port),
-            "MEMBERSHIP_SMTP_STARTTLS": "false",
-            **(env or {}),
-        }
-        if with_worker is None:
-            with_worker = not database_url.startswith("sqlite")
-        server = start_live_server(database_url, tmp_path / f"server-{len(started)}", settings, with_worker, args)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
+    servers = LiveServers(store, tmp_path, smtp_inbox)
+    try:
+        yield servers.start
+    finally:
+        servers.stop_all()
