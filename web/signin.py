@@ -7,11 +7,13 @@ user as one calling the API with a token from the same provider.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, cast
 
 from authlib.integrations.flask_client import OAuth, OAuthError
 from flask import Blueprint, Flask, abort, current_app, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
+from joserfc.errors import JoseError
 
 from membership import Actor
 from membership.exceptions import InvalidValueError
@@ -31,6 +33,7 @@ bp.after_request(confine)
 refusals.register(bp)
 NEXT_KEY = "next"  # where to go once the provider sends the person back
 PROVIDER_TIMEOUT_S = 10
+log = logging.getLogger("web")
 DEVELOPMENT_PREFIX = "dev:"  # user ids made by the development form, never mistaken for a provider's
 
 
@@ -106,6 +109,9 @@ def callback() -> ResponseReturnValue:
         token = provider.authorize_access_token()
     except OAuthError as error:
         return render_template("sign_in_failed.html", reason=error.description or error.error), 400
+    except JoseError as error:  # the ID token itself: its signature, issuer, audience, expiry or nonce
+        log.warning("refused an ID token: %s", error)
+        return render_template("sign_in_failed.html", reason=f"its ID token is not valid ({error.error})"), 400
     claims = token.get("userinfo") or {}
     user = _user_from(claims)
     if user is None:

@@ -469,3 +469,24 @@ def test_the_api_takes_the_providers_tokens_for_a_member_who_joined_in_the_brows
     page.wait_for_url(f"{server.url}/**")
     assert heading(page) == f"You joined {org.name}", page.get_by_role("main").inner_text()
     expect_signed_in_as(page, max_)
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [({"aud": "another-client"}, "not valid"), ({"exp": 1_000_000_000}, "not valid"), ({"email": "a\x00b@x.example"}, "no usable identity")],
+    ids=["for-another-client", "expired", "unstorable-email"],
+)  # fmt: skip
+def test_an_id_token_the_server_cannot_trust_or_store_is_refused_with_a_page_not_a_500(
+    oidc_site: LiveServer, provider: OidcProvider, page: Page, claims: dict[str, Any], reason: str
+) -> None:
+    mallory = new_actor("mallory")
+    given = {"email": mallory.email, "name": mallory.name, **claims}
+    provider.add_user(mallory.user_id, **given)  # the provider puts these claims in its ID token
+    response = page.goto(f"{oidc_site.url}/auth/login")
+    assert response is not None
+    sign_in_at_provider(page, provider, mallory)
+    page.wait_for_url(f"{oidc_site.url}/auth/callback?*")
+    assert heading(page) == "Signing in did not work"
+    expect(page.get_by_role("main")).to_contain_text(reason)
+    visit(page, f"{oidc_site.url}/auth/account", 200)  # redirected to sign in again: nobody is signed in
+    assert page.url.startswith(f"{provider.issuer}/oauth2/authorize")
