@@ -18,7 +18,7 @@ import jwt
 import pytest
 from playwright.sync_api import Page
 
-from tests.browser.conftest import BOTH_STORES, LiveServer, OidcProvider, SmtpInbox, find_chromium
+from tests.browser.conftest import LiveServer, OidcProvider, SmtpInbox, find_chromium
 from tests.factories import new_actor
 
 pytestmark = pytest.mark.browser
@@ -37,8 +37,7 @@ def verified_id_token(provider: OidcProvider, id_token: str) -> dict[str, object
     raise AssertionError(f"no key of the JWKS ({[k.key_id for k in keys]}) verifies the ID token")
 
 
-# -- the live server ------------------------------------------------------------------------------------------
-@BOTH_STORES
+# -- the live server (on the embedded store: test_accept_flows runs the whole flow on both) ------------------
 def test_chromium_renders_the_live_servers_health_and_openapi_document(
     live_server: Callable[..., LiveServer], page: Page
 ) -> None:
@@ -54,7 +53,6 @@ def test_chromium_renders_the_live_servers_health_and_openapi_document(
     assert page.url == f"{server.url}/api/openapi.json"
 
 
-@BOTH_STORES
 def test_the_live_server_takes_minted_tokens_and_mails_invitations_with_links_to_where_it_listens(
     live_server: Callable[..., LiveServer], smtp_inbox: SmtpInbox
 ) -> None:
