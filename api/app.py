@@ -29,6 +29,7 @@ MAX_BULK_BODY_BYTES = 1024 * 1024  # 10,000 member ids
 BULK_PATHS = ("/api/members/bulk/",)
 access_log = logging.getLogger("api.access")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+SECRET_PATH_ARGUMENTS = ("code", "token")  # route arguments that are secrets (web.accept_pages: /join/<code>)
 CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "X-Organization-Id", "Idempotency-Key", "X-Request-Id"]
 CORS_RESPONSE_HEADERS = ["X-Request-Id", "Retry-After", "Location"]
 
@@ -149,12 +150,23 @@ def _has_body() -> bool:
     return bool(request.content_length) or request.headers.get("Transfer-Encoding", "") == "chunked"
 
 
+def _loggable_path() -> str:
+    """The path, without the secret some carry (an invite link's code: `/join/{code}`): a log must not let its
+    readers join. Tokens in query strings are never logged (the query is not)."""
+    path = request.path
+    for name in SECRET_PATH_ARGUMENTS:
+        secret = (request.view_args or {}).get(name)
+        if secret:
+            path = path.replace(str(secret), "…")
+    return path
+
+
 def _log_request(response: ResponseReturnValue) -> ResponseReturnValue:
     duration_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
     record = {
         "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "method": request.method,
-        "path": request.path,
+        "path": _loggable_path(),
         "status": response.status_code,  # type: ignore[union-attr]
         "duration_ms": round(duration_ms, 1),
         "request_id": g.get("request_id"),

@@ -5,7 +5,11 @@ GET never changes anything; accepting is a POST with the session's CSRF token, b
 
 from __future__ import annotations
 
+import json
+import logging
 from urllib.parse import quote, unquote
+
+import pytest
 
 from membership import Actor
 from membership.tokens import INVITATION, TokenSigner
@@ -183,3 +187,17 @@ def test_failed_look_ups_are_limited_per_address_and_valid_ones_do_not_count(sit
     assert site.get(f"/join/{valid}").status_code == 429  # the same budget for links
     other_address = site.client.get(accept_page(valid), environ_base={"REMOTE_ADDR": "192.0.2.7"})
     assert other_address.status_code == 200
+
+
+def test_the_access_log_never_holds_an_invite_links_code_or_a_token(
+    site: Site, owner: Actor, caplog: pytest.LogCaptureFixture
+) -> None:
+    org = site.organization(owner)
+    code = site.link(org, owner).secret or ""
+    token = site.invite(org, owner, "quinn@example.com").secret or ""
+    with caplog.at_level(logging.INFO, logger="api.access"):
+        assert site.get(f"/join/{code}").status_code == 200
+        assert site.get(accept_page(token)).status_code == 200
+    logged = [json.loads(record.getMessage()) for record in caplog.records if record.name == "api.access"]
+    assert [entry["path"] for entry in logged] == ["/join/…", "/invite/accept"]
+    assert code not in caplog.text and token not in caplog.text
