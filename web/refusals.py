@@ -12,6 +12,7 @@ import requests
 from flask import Blueprint, render_template
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
 
 from membership import exceptions as err
 
@@ -71,6 +72,7 @@ def register(bp: Blueprint) -> None:
     bp.register_error_handler(err.MembershipError, refused)
     bp.register_error_handler(CSRFError, _form_expired)
     bp.register_error_handler(requests.RequestException, _provider_unavailable)
+    bp.register_error_handler(HTTPException, _http_error)
 
 
 def refusal_for(error: err.MembershipError) -> Refusal:
@@ -89,6 +91,12 @@ def refused(error: err.MembershipError) -> ResponseReturnValue:
 def _form_expired(error: CSRFError) -> ResponseReturnValue:
     page = Refusal(400, "This form has expired", "Go back, reload the page and try again.")
     return render_template("refused.html", refusal=page, detail=error.description, code="csrf_failed"), 400
+
+
+def _http_error(error: HTTPException) -> ResponseReturnValue:
+    status = error.code or 500
+    page = Refusal(status, error.name, "Go back and try again.")
+    return render_template("refused.html", refusal=page, detail="", code=f"http_{status}"), status
 
 
 def _provider_unavailable(error: requests.RequestException) -> ResponseReturnValue:

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from flask import Flask
 
-from web import accept_pages, signin
+from web import accept_pages, console_invitations, console_members, console_roles, signin
+from web.console import console_sections, invite_endpoint
 from web.context import signed_in_user
 from web.security import csrf
 
@@ -33,6 +34,8 @@ def install(app: Flask, services: Services) -> None:
     )
     csrf.init_app(app)
     signin.init_app(app, settings)
-    app.jinja_env.globals["signed_in_user"] = signed_in_user
-    app.register_blueprint(signin.bp)
-    app.register_blueprint(accept_pages.bp)
+    app.jinja_env.globals.update(
+        signed_in_user=signed_in_user, console_sections=console_sections, invite_endpoint=invite_endpoint
+    )
+    for module in (signin, accept_pages, console_members, console_invitations, console_roles):
+        app.register_blueprint(module.bp)
