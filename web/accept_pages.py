@@ -7,7 +7,6 @@ which address the invitation is for and offered to switch account.
 
 from __future__ import annotations
 
-import logging
 from uuid import UUID
 
 from flask import Blueprint, redirect, render_template, request, url_for
@@ -17,8 +16,8 @@ from membership import Receipt
 from membership import exceptions as err
 from membership.permissions import in_words
 from membership.previews import InvitationPreview, InviteLinkPreview, Offer
-from projections.engine import store
 from web import guesses, refusals
+from web.commands import settled
 from web.context import services, signed_in_user
 from web.security import check_form, confine
 
@@ -28,8 +27,7 @@ bp.before_request(check_form)
 bp.after_request(confine)
 refusals.register(bp)
 guesses.register(bp)
-READ_YOUR_WRITES_TIMEOUT_S = 5.0
-log = logging.getLogger("web")
+
 
 
 @bp.get("/invite/accept")
@@ -118,8 +116,5 @@ def _sign_in_first(back_to: str) -> ResponseReturnValue:
 def _joined(receipt: Receipt) -> ResponseReturnValue:
     """Once the read models show the new member (so the API and the console list them at once), say so.
     The joining is saved whatever they do: if they lag, the page (read from the organization) says so anyway."""
-    try:
-        store.wait_for(services().read_db, receipt.position, READ_YOUR_WRITES_TIMEOUT_S, str(receipt.organization_id))
-    except (store.ReadModelLaggingError, store.OrganizationDegradedError) as error:
-        log.warning("joined organization %s; its lists do not show it yet: %s", receipt.organization_id, error)
+    settled(receipt)
     return redirect(url_for("accept_pages.joined", organization_id=receipt.organization_id), 303)

@@ -9,7 +9,6 @@ page they return to.
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
@@ -24,16 +23,14 @@ from membership.authorization import can_grant, can_manage
 from membership.organization import system_role_id
 from membership.permissions import OWNER
 from projections import members as members_reads
-from projections.engine import store
 from projections.members import MemberRecord, OrganizationRecord
 from projections.roles import RoleRecord
+from web.commands import settled
 from web.context import services, signed_in_user
 from web.refusals import register as register_refusals
 from web.security import check_form, confine
 
-log = logging.getLogger("web")
 ORGANIZATION_KEY = "organization"  # the session's active organization
-READ_YOUR_WRITES_TIMEOUT_S = 5.0
 # The console's sections, in the order of its menu: (endpoint, label); each console module adds its own.
 SECTIONS: list[tuple[str, str]] = []
 P = ParamSpec("P")
@@ -153,10 +150,7 @@ def run(command: Callable[[], Receipt], done: str) -> Receipt | None:
     except err.MembershipError as error:
         flash(error.message, "error")
         return None
-    try:
-        store.wait_for(services().read_db, receipt.position, READ_YOUR_WRITES_TIMEOUT_S, str(receipt.organization_id))
-    except (store.ReadModelLaggingError, store.OrganizationDegradedError) as error:
-        log.warning("saved at %s; the lists do not show it yet: %s", receipt.position, error)
+    if not settled(receipt):
         flash("Saved. The lists may take a moment to show it.", "note")
     flash(done, "done")
     return receipt
