@@ -119,7 +119,7 @@ def _role_filter(organization_id: UUID, role: str | None) -> str | None:
     """`?role=` takes a role id or a role name."""
     if not role:
         return None
-    roles = roles_reads.list_roles(services().read_db, organization_id)
+    roles = roles_reads.list_roles(services().read_db, organization_id, counted=False)
     match = next((r for r in roles if r.id == role or r.name.casefold() == role.casefold()), None)
     if match is None:
         raise ApiError(404, "role_not_found", f"No role {role!r} in this organization.")

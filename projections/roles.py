@@ -103,6 +103,9 @@ _COUNTED_ROLE_SELECT = (
 )
 
 
+_UNCOUNTED_ROLE_SELECT = f"SELECT {ROLE_COLUMNS}, 0, {_ROLE_RANK}, r.created_at FROM {{roles}} r"
+
+
 def role_page(db: ReadDatabase, organization_id: UUID, limit: int = 50, cursor: str | None = None) -> Page[RoleRecord]:
     """A page of roles with their member counts, in the roles' order (system roles first)."""
     select, filters = _COUNTED_ROLE_SELECT, "r.organization_id = %s"
@@ -113,12 +116,12 @@ def role_page(db: ReadDatabase, organization_id: UUID, limit: int = 50, cursor: 
     return Page(roles, total, cursor_after(rows[-1][6], db.when(rows[-1][7]), rows[-1][0]) if more else None)
 
 
-def list_roles(db: ReadDatabase, organization_id: UUID) -> list[RoleRecord]:
-    """Every role, in the roles' order (to find one by name; the API lists them a page at a time)."""
+def list_roles(db: ReadDatabase, organization_id: UUID, counted: bool = True) -> list[RoleRecord]:
+    """Every role, in the roles' order (to find one by name; the API lists them a page at a time). Without
+    `counted`, member counts are left at 0: counting reads every member (100 ms on 100,000 members)."""
+    select = _COUNTED_ROLE_SELECT if counted else _UNCOUNTED_ROLE_SELECT
     with read(db) as tables:
-        rows = tables.fetch(
-            f"{_COUNTED_ROLE_SELECT} WHERE r.organization_id = %s ORDER BY {order_by(_ROLE_KEYS)}", str(organization_id)
-        )
+        rows = tables.fetch(f"{select} WHERE r.organization_id = %s ORDER BY {order_by(_ROLE_KEYS)}", str(organization_id))
     return [role_record(db, row[:5], int(row[5])) for row in rows]
 
 

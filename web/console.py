@@ -56,6 +56,11 @@ class Seat:
     organization: OrganizationRecord
     member: MemberRecord
     organizations: list[OrganizationRecord]  # every one they belong to, for the switcher
+    owner_role_id: str = ""  # the organization's Owner role (derived from its id: worked out once per request)
+
+    def __post_init__(self) -> None:
+        if not self.owner_role_id:  # a frozen dataclass: set once, here
+            object.__setattr__(self, "owner_role_id", str(system_role_id(UUID(self.organization.id), OWNER.key)))
 
     @property
     def organization_id(self) -> UUID:
@@ -67,7 +72,7 @@ class Seat:
 
     @property
     def is_owner(self) -> bool:
-        return is_owner(self.organization_id, self.member)
+        return self.member.role.id == self.owner_role_id
 
     def may(self, permission: str) -> bool:
         return permission in self.permissions
@@ -76,15 +81,14 @@ class Seat:
         """Change the role of, or remove, `other` (the domain's rule; never oneself or the Owner)."""
         return (
             other.user_id != self.user.user_id
-            and not is_owner(self.organization_id, other)
+            and other.role.id != self.owner_role_id
             and self.may("manage:members")
             and can_manage(self.permissions, self.is_owner, other.role.permissions)
         )
 
     def may_grant(self, role: RoleRecord) -> bool:
         """Give `role` (in an invitation, a link or a role change): never the Owner role."""
-        owner_role = role.id == str(system_role_id(self.organization_id, OWNER.key))
-        return not owner_role and self.may("manage:members") and can_grant(self.permissions, self.is_owner, role.permissions)
+        return role.id != self.owner_role_id and self.may("manage:members") and can_grant(self.permissions, self.is_owner, role.permissions)
 
 
 def console_sections() -> list[tuple[str, str]]:
@@ -98,10 +102,6 @@ def invite_endpoint() -> str | None:
 
 
 INVITE_FORM = "invitations_page.invite_form"
-
-
-def is_owner(organization_id: UUID, member: MemberRecord) -> bool:
-    return member.role.id == str(system_role_id(organization_id, OWNER.key))
 
 
 def seat() -> Seat:

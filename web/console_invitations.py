@@ -241,7 +241,7 @@ def _limited(command: Callable[[], Receipt], done: str) -> Receipt | None:
 
 def _grantable() -> list[RoleRecord]:
     here = seat()
-    return [role for role in roles_reads.list_roles(services().read_db, here.organization_id) if here.may_grant(role)]
+    return [role for role in roles_reads.list_roles(services().read_db, here.organization_id, counted=False) if here.may_grant(role)]
 
 
 def _least_role(grantable: list[RoleRecord]) -> str | None:

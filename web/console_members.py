@@ -14,7 +14,7 @@ from membership.permissions import in_words
 from projections import members as members_reads
 from projections import ratelimit_slots
 from projections import roles as roles_reads
-from web.console import ORGANIZATION_KEY, back, console_blueprint, is_owner, run, seat, seated
+from web.console import ORGANIZATION_KEY, back, console_blueprint, run, seat, seated
 from web.context import services, signed_in_user
 
 bp = console_blueprint("members_page", __name__, ("members_page.members", "Members"))
@@ -32,7 +32,7 @@ def home() -> ResponseReturnValue:
 def members() -> ResponseReturnValue:
     here = seat()
     db = services().read_db
-    roles = roles_reads.list_roles(db, here.organization_id)
+    roles = roles_reads.list_roles(db, here.organization_id, counted=False)
     role_filter = request.args.get("role") or None
     if role_filter and role_filter not in {role.id for role in roles}:
         role_filter = None
@@ -46,7 +46,8 @@ def members() -> ResponseReturnValue:
     return render_template(
         "console/members.html", seat=here, page=page, roles=roles, role_filter=role_filter, query=query,
         grantable=[role for role in roles if here.may_grant(role)],
-        allows={role.id: in_words(role.permissions) for role in roles}, is_owner=is_owner,
+        allows={role.id: in_words(role.permissions) for role in roles},
+        member_paths=url_for("members_page.members"),  # + /{id}/role...: one url_for, not four a row
     )  # fmt: skip
 
 
