@@ -31,8 +31,10 @@ from web.refusals import register as register_refusals
 from web.security import check_form, confine
 
 ORGANIZATION_KEY = "organization"  # the session's active organization
-# The console's sections, in the order of its menu: (endpoint, label); each console module adds its own.
+# The console's sections: (endpoint, label); each console module adds its own; the menu shows them in this order.
 SECTIONS: list[tuple[str, str]] = []
+MENU_ORDER = ("members_page.members", "invitations_page.invite_form", "invitations_page.invitations",
+              "invitations_page.links", "roles_page.roles", "bulk_page.jobs", "audit_page.audit_log")  # fmt: skip
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -93,7 +95,8 @@ class Seat:
 
 def console_sections() -> list[tuple[str, str]]:
     """The menu (a Jinja global)."""
-    return [(endpoint, label) for endpoint, label in SECTIONS if endpoint in current_app.view_functions]
+    shown = [(endpoint, label) for endpoint, label in SECTIONS if endpoint in current_app.view_functions]
+    return sorted(shown, key=lambda section: MENU_ORDER.index(section[0]) if section[0] in MENU_ORDER else len(MENU_ORDER))
 
 
 def invite_endpoint() -> str | None:
