@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from flask import Flask
 
-from web import accept_pages, console_bulk, console_invitations, console_members, console_roles, signin
+from web import accept_pages, console_audit, console_bulk, console_invitations, console_members, console_roles, signin
 from web.console import console_sections, invite_endpoint
 from web.context import signed_in_user
 from web.security import csrf
@@ -37,5 +37,13 @@ def install(app: Flask, services: Services) -> None:
     app.jinja_env.globals.update(
         signed_in_user=signed_in_user, console_sections=console_sections, invite_endpoint=invite_endpoint
     )
-    for module in (signin, accept_pages, console_members, console_invitations, console_roles, console_bulk):
+    for module in (
+        signin,
+        accept_pages,
+        console_members,
+        console_invitations,
+        console_roles,
+        console_audit,
+        console_bulk,
+    ):
         app.register_blueprint(module.bp)
