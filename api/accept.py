@@ -27,7 +27,7 @@ GUESSES = (InvalidInvitationTokenError, InvalidInviteLinkCodeError)
 @blp.route("/accept-invite", methods=["POST"])
 @answers(
     WITH_EMAIL, RATE_LIMITED, err.InvalidInvitationTokenError, err.InvitationReplacedError,
-    err.InvitationAlreadyAcceptedError, err.InvitationCancelledError, err.InvitationExpiredError,
+    err.OrganizationDeletedError, err.InvitationAlreadyAcceptedError, err.InvitationCancelledError, err.InvitationExpiredError,
     err.EmailNotVerifiedError, err.InvitationEmailMismatchError, err.AlreadyMemberError, err.ConflictError,
 )  # fmt: skip
 @blp.arguments(AcceptInviteSchema)
@@ -42,7 +42,7 @@ def accept_invite(body: dict[str, Any]) -> Any:
 
 @blp.route("/accept-invite-link", methods=["POST"])
 @answers(
-    WITH_EMAIL, RATE_LIMITED, err.InvalidInviteLinkCodeError, err.InviteLinkDeletedError,
+    WITH_EMAIL, RATE_LIMITED, err.InvalidInviteLinkCodeError, err.OrganizationDeletedError, err.InviteLinkDeletedError,
     err.InviteLinkExpiredError, err.InvalidValueError, err.AlreadyMemberError, err.InviteLinkAlreadyUsedError,
     err.InviteLinkUsedUpError, err.ConflictError,
 )  # fmt: skip

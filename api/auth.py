@@ -254,6 +254,11 @@ def _check_claims(claims: dict[str, Any]) -> str:
 
 
 def _organization_id() -> UUID:
+    """The organization the path names (`/api/organizations/{id}`), else the X-Organization-Id header, else the
+    token's `org_id` claim."""
+    in_path = (request.view_args or {}).get("organization_id")
+    if isinstance(in_path, UUID):
+        return in_path
     raw = request.headers.get("X-Organization-Id") or current_caller().claims.get("org_id")
     if not raw:
         raise ApiError(400, "organization_required", "Name the organization: send an X-Organization-Id header.")

@@ -25,7 +25,13 @@ GUESSES = (err.InvalidInvitationTokenError, err.InvalidInviteLinkCodeError)
 
 
 @blp.route("/invitations/preview", methods=["GET"])
-@answers(RATE_LIMITED, err.InvalidInvitationTokenError, err.InvitationReplacedError, public=True)
+@answers(
+    RATE_LIMITED,
+    err.InvalidInvitationTokenError,
+    err.InvitationReplacedError,
+    err.OrganizationDeletedError,
+    public=True,
+)
 @blp.arguments(PreviewTokenQuerySchema, location="query")
 @blp.response(200, InvitationPreviewSchema)
 def preview_invitation(args: dict[str, Any]) -> Any:
@@ -35,7 +41,7 @@ def preview_invitation(args: dict[str, Any]) -> Any:
 
 
 @blp.route("/invite-links/preview", methods=["GET"])
-@answers(RATE_LIMITED, err.InvalidInviteLinkCodeError, public=True)
+@answers(RATE_LIMITED, err.InvalidInviteLinkCodeError, err.OrganizationDeletedError, public=True)
 @blp.arguments(PreviewCodeQuerySchema, location="query")
 @blp.response(200, InviteLinkPreviewSchema)
 def preview_invite_link(args: dict[str, Any]) -> Any:

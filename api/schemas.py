@@ -70,6 +70,10 @@ class OrganizationCreateSchema(Schema):
     name = text(1, 200, NAME_PATTERN, required=True)
 
 
+class OrganizationUpdateSchema(Schema):
+    name = text(1, 200, NAME_PATTERN, required=True)
+
+
 class InviteSchema(Schema):
     email = text(1, 254, required=True, metadata={"format": "idn-email", "description": EMAIL_DESCRIPTION})
     roleId = fields.UUID(required=True)

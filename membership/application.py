@@ -122,6 +122,14 @@ class Organizations(Application[UUID]):
         org = Organization.create(uuid4(), name, actor, uuid4(), self.clock())
         return Receipt(org.id, self._position(self.save(org)), org.id)
 
+    def rename_organization(self, organization_id: UUID, actor: Actor, name: str) -> Receipt:
+        """A new name (manage:settings); nothing is recorded when it is the same name."""
+        return self._update(organization_id, lambda org: org.rename(actor, name, self.clock()), organization_id)
+
+    def delete_organization(self, organization_id: UUID, actor: Actor) -> Receipt:
+        """The Owner deletes the organization: no one is a member any more; its history stays."""
+        return self._update(organization_id, lambda org: org.delete(actor, self.clock()), organization_id)
+
     def get_organization(self, organization_id: UUID) -> Organization:
         """A private copy of the current state (costly for huge organizations)."""
         with self.reading(organization_id) as org:
@@ -209,6 +217,7 @@ class Organizations(Application[UUID]):
         if invitation is None:
             raise err.InvalidInvitationTokenError("This invitation token is not valid.")
         if self.signer.verify(INVITATION, parsed, invitation.token_nonce):
+            org.check_not_deleted()  # told only to a genuine token's holder
             return invitation
         if any(self.signer.verify(INVITATION, parsed, nonce) for nonce in invitation.earlier_nonces):
             raise err.InvitationReplacedError(
@@ -299,6 +308,7 @@ class Organizations(Application[UUID]):
         link = org.links.get(state.key_of(parsed.item_id))
         if link is None or not self.signer.verify(INVITE_LINK, parsed, link.code_nonce):
             raise err.InvalidInviteLinkCodeError("This invite link code is not valid.")
+        org.check_not_deleted()
         return link
 
     def invite_link_codes(self, organization_id: UUID) -> dict[UUID, str]:

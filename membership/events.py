@@ -286,6 +286,28 @@ class InvitationEmailFailed(Event):
         change(org.invitations, self.invitation_id, email_status="failed")
 
 
+class OrganizationRenamed(Event):
+    TOPIC = "membership:Organization.OrganizationRenamed"
+    name: str
+    old_name: str
+
+    def apply(self, org: Organization) -> None:
+        org.name = self.name
+
+
+class OrganizationDeleted(Event):
+    """The Owner deleted the organization. Its events stay (auditors replay them); no one is a member any
+    more, its pending invitations are cancelled and its invite links lead nowhere."""
+
+    TOPIC = "membership:Organization.OrganizationDeleted"
+    name: str
+
+    def apply(self, org: Organization) -> None:
+        org.deleted = True
+        for key in list(org.pending_by_email.values()):
+            _close_invitation(org, org.invitations[key].id, "cancelled")
+
+
 class EventSkipped(Event):
     """An operator gave up applying one stored event to one read model (kept for auditors).
 

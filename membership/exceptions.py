@@ -173,6 +173,12 @@ class InviteLinkAlreadyUsedError(GoneError):
     code = "invite_link_already_used"
 
 
+class OrganizationDeletedError(GoneError):
+    """Its Owner deleted the organization: its invitations and links no longer lead anywhere."""
+
+    code = "organization_deleted"
+
+
 class InvitationReplacedError(GoneError):
     """A real token that a resend replaced (only a token signed with our key can tell this)."""
 

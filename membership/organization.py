@@ -43,6 +43,7 @@ from membership.permissions import (
     ADMIN,
     MANAGE_MEMBERS,
     MANAGE_ROLES,
+    MANAGE_SETTINGS,
     OWNER,
     SYSTEM_ROLES,
     closure,
@@ -93,12 +94,16 @@ class Organization(Aggregate):
         MemberJoinedByLink,
         MemberLeft,
         MemberRemoved,
+        OrganizationDeleted,
+        OrganizationRenamed,
         OwnershipTransferred,
         RoleChanged,
         RoleCreated,
         RoleDeleted,
         RoleUpdated,
     )
+
+    deleted = False  # a class default: states and snapshots from before deletion existed lack the attribute
 
     def __init__(self, name: str, roles: list[dict[str, Any]]) -> None:
         """Runs when the Created event is applied (on creation and on every replay)."""
@@ -138,6 +143,21 @@ class Organization(Aggregate):
             role_id=system_role_id(organization_id, OWNER.key),
         )
         return org
+
+    def rename(self, actor: Actor, name: str, now: datetime) -> bool:
+        """Returns False, recording nothing, when the name does not change (manage:settings)."""
+        self.check_permission(actor, MANAGE_SETTINGS)
+        name = check_organization_name(name)
+        if name == self.name:
+            return False
+        self._trigger(self.OrganizationRenamed, actor, now, name=name, old_name=self.name)
+        return True
+
+    def delete(self, actor: Actor, now: datetime) -> None:
+        """Owner only. Members lose access and pending invitations are cancelled; the events stay."""
+        if not self.is_owner(self.check_member(actor)):
+            raise err.OwnerOnlyError("Only the Owner can delete the organization.")
+        self._trigger(self.OrganizationDeleted, actor, now, name=self.name)
 
     # -- invitations ---------------------------------------------------------
     def invite_member(
@@ -205,6 +225,7 @@ class Organization(Aggregate):
 
     def accept_invitation(self, user: Actor, invitation_id: UUID, member_id: UUID, now: datetime) -> None:
         """`user` has already proven they hold the invitation's current token."""
+        self.check_not_deleted()
         invitation = self.get_invitation(invitation_id)
         self.check_invitation_usable(invitation, now)
         if user.email_verified is False:
@@ -233,9 +254,10 @@ class Organization(Aggregate):
         self, mailer: Actor, invitation_id: UUID, token_nonce: str, message_id: str, now: datetime, failure: str = ""
     ) -> bool:
         """Record what became of the e-mail for one token; False (nothing recorded) if already
-        recorded, or if the token was replaced since (its successor has an e-mail of its own)."""
+        recorded, if the token was replaced since (its successor has an e-mail of its own) or if the
+        organization was deleted."""
         invitation = self.get_invitation(invitation_id)
-        if invitation.token_nonce != token_nonce or invitation.email_status is not None:
+        if self.deleted or invitation.token_nonce != token_nonce or invitation.email_status is not None:
             return False
         event, details = (
             (self.InvitationEmailFailed, {"reason": failure[:500]}) if failure else (self.InvitationEmailSent, {})
@@ -296,6 +318,7 @@ class Organization(Aggregate):
 
     def redeem_invite_link(self, user: Actor, link_id: UUID, member_id: UUID, now: datetime) -> None:
         """`user` has already proven they hold the link's code."""
+        self.check_not_deleted()
         link = self.get_invite_link(link_id)
         if link.deleted:
             raise err.InviteLinkDeletedError("This invite link was deleted by an administrator.")
@@ -490,7 +513,12 @@ class Organization(Aggregate):
 
     # -- guards (the rule itself: membership.authorization) -------------------
     def check_member(self, actor: Actor) -> Member:
-        return authorization.check_member(self.member_for_user(actor.user_id))
+        """Nobody is a member of a deleted organization."""
+        return authorization.check_member(None if self.deleted else self.member_for_user(actor.user_id))
+
+    def check_not_deleted(self) -> None:
+        if self.deleted:
+            raise err.OrganizationDeletedError(f"The organization {self.name!r} was deleted by its Owner.")
 
     def check_permission(self, actor: Actor, permission: str) -> Member:
         member = self.check_member(actor)

@@ -25,6 +25,7 @@ ALL_PERMISSIONS: frozenset[str] = frozenset(f"{a}:{r}" for a in ACTIONS for r in
 
 MANAGE_MEMBERS = "manage:members"
 MANAGE_ROLES = "manage:roles"
+MANAGE_SETTINGS = "manage:settings"
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,8 @@ TARGETS: dict[type, tuple[str, str | None, str | None]] = {
     Organization.RoleDeleted: ("role", "role_id", "name"),
     Organization.InvitationEmailSent: ("invitation", "invitation_id", "email"),
     Organization.InvitationEmailFailed: ("invitation", "invitation_id", "email"),
+    Organization.OrganizationRenamed: ("organization", None, "name"),
+    Organization.OrganizationDeleted: ("organization", None, "name"),
 }
 
 AUDIT_COLUMNS = (

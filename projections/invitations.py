@@ -54,6 +54,11 @@ class InvitationsProjection(Projection):
     def apply(self, event: Any, w: Writer) -> None:
         pass
 
+    @apply.register(Organization.OrganizationDeleted)
+    def _organization_deleted(self, e: Organization.OrganizationDeleted, w: Writer) -> None:
+        # Nobody can list them any more, and the invited addresses are personal data kept for no one.
+        self.delete_organization_rows(w, str(e.originator_id))
+
     @apply.register(Organization.MemberInvited)
     def _invited(self, e: Organization.MemberInvited, w: Writer) -> None:
         if e.replaces_invitation_id is not None:

@@ -42,6 +42,14 @@ class MembersProjection(Projection):
     def _created(self, e: Organization.Created, w: Writer) -> None:
         self.changes["organizations"].insert(str(e.originator_id), name=e.name, created_at=w.time(e.timestamp))
 
+    @apply.register(Organization.OrganizationRenamed)
+    def _renamed(self, e: Organization.OrganizationRenamed, w: Writer) -> None:
+        self.changes["organizations"].update(str(e.originator_id), name=e.name)
+
+    @apply.register(Organization.OrganizationDeleted)
+    def _deleted(self, e: Organization.OrganizationDeleted, w: Writer) -> None:
+        self.delete_organization_rows(w, str(e.originator_id))
+
     @apply.register(Organization.MemberJoined)
     @apply.register(Organization.InviteAccepted)
     @apply.register(Organization.MemberJoinedByLink)

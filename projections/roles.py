@@ -57,6 +57,10 @@ class RolesProjection(Projection):
     def _role_deleted(self, e: Organization.RoleDeleted, w: Writer) -> None:
         self.changes["roles"].delete(str(e.role_id))
 
+    @apply.register(Organization.OrganizationDeleted)
+    def _organization_deleted(self, e: Organization.OrganizationDeleted, w: Writer) -> None:
+        self.delete_organization_rows(w, str(e.originator_id))
+
     def _insert(
         self, role_id: str, org: str, name: str, description: str, system: bool, permissions: list[str], at: Any
     ) -> None:
@@ -121,7 +125,9 @@ def list_roles(db: ReadDatabase, organization_id: UUID, counted: bool = True) ->
     `counted`, member counts are left at 0: counting reads every member (100 ms on 100,000 members)."""
     select = _COUNTED_ROLE_SELECT if counted else _UNCOUNTED_ROLE_SELECT
     with read(db) as tables:
-        rows = tables.fetch(f"{select} WHERE r.organization_id = %s ORDER BY {order_by(_ROLE_KEYS)}", str(organization_id))
+        rows = tables.fetch(
+            f"{select} WHERE r.organization_id = %s ORDER BY {order_by(_ROLE_KEYS)}", str(organization_id)
+        )
     return [role_record(db, row[:5], int(row[5])) for row in rows]
 
 

@@ -38,6 +38,8 @@ SENTENCES: dict[str, tuple[str, str]] = {
         "Invitation e-mail failed",
         "{actor} could not deliver the invitation e-mail to {email}: {reason}",
     ),
+    "OrganizationRenamed": ("Organization renamed", "{actor} renamed the organization from {oldName} to {name}"),
+    "OrganizationDeleted": ("Organization deleted", "{actor} deleted the organization {name}"),
     "EventSkipped": (
         "Event skipped by an operator",
         "{actor} skipped event {position} ({eventType}) in the {projection} read model, because: {reason}",

@@ -61,6 +61,9 @@ PAGES: dict[type[Exception], Refusal] = {
     err.InviteLinkAlreadyUsedError: Refusal(
         410, "You have already used this invite link", "You can use an invite link only once."
     ),
+    err.OrganizationDeletedError: Refusal(
+        410, "This organization was deleted", "Its Owner deleted it, so there is nothing left to join."
+    ),
     err.AlreadyMemberError: Refusal(409, "You are already a member", "There is nothing to accept."),
     err.ConflictError: Refusal(409, "That did not work this time", "Go back and try again in a moment."),
     err.PermissionDeniedError: Refusal(403, "This page is not for you", "Sign in with the account that may see it."),

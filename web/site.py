@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING
 
 from flask import Flask
 
-from web import accept_pages, console_audit, console_bulk, console_invitations, console_members, console_roles, signin
+from web import (
+    accept_pages,
+    console_audit,
+    console_bulk,
+    console_invitations,
+    console_members,
+    console_roles,
+    console_settings,
+    signin,
+)
 from web.console import console_sections, invite_endpoint
 from web.context import signed_in_user
 from web.security import csrf
@@ -45,5 +54,6 @@ def install(app: Flask, services: Services) -> None:
         console_roles,
         console_audit,
         console_bulk,
+        console_settings,
     ):
         app.register_blueprint(module.bp)

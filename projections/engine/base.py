@@ -134,6 +134,17 @@ class Projection:
         for changes in self.changes.values():
             changes.flush(w)
 
+    def delete_organization_rows(self, w: Writer, organization_id: str) -> None:
+        """Delete every row of one organization from this projection's tables, those this batch gathered too.
+
+        Changes the batch has gathered for rows written earlier may still be flushed after this: updates
+        and deletes of rows that are gone then change nothing.
+        """
+        for logical in self.tables:
+            if logical in self.changes:
+                self.changes[logical].forget_new("organization_id", organization_id)
+            w.run(f"DELETE FROM {{{logical}}} WHERE organization_id = %s", organization_id)
+
     def forget_uncommitted(self) -> None:
         """The batch rolled back: drop what it gathered (subclasses also drop their caches)."""
         for changes in self.changes.values():

@@ -74,6 +74,10 @@ class TableChanges:
             self.updates.pop(key, None)
             self.increments.pop(key, None)
 
+    def forget_new(self, column: str, value: Any) -> None:
+        """Drop the rows created in this batch whose `column` holds `value` (about to be deleted with the rest)."""
+        self.new = {key: row for key, row in self.new.items() if row[column] != value}
+
     def clear(self) -> None:
         self.new, self.updates, self.increments, self.deleted = {}, {}, {}, set()
 

@@ -88,6 +88,9 @@ class ApiClient:
     def put(self, path: str, user: User | None = None, org: UUID | str | None = None, **kw: Any) -> TestResponse:
         return self.request("PUT", path, user, org, **kw)
 
+    def patch(self, path: str, user: User | None = None, org: UUID | str | None = None, **kw: Any) -> TestResponse:
+        return self.request("PATCH", path, user, org, **kw)
+
     def delete(self, path: str, user: User | None = None, org: UUID | str | None = None, **kw: Any) -> TestResponse:
         return self.request("DELETE", path, user, org, **kw)
 

@@ -143,6 +143,28 @@ def test_the_audit_log_holds_no_token_or_code(services: Services, history: Histo
     assert all(nonce not in dump for nonce in nonces)
 
 
+def test_deleting_an_organization_drops_its_rows_even_those_of_the_same_batch(services: Services) -> None:
+    app = services.organizations
+    owner = new_actor("owner")
+    kept = app.create_organization(owner, "Kept").organization_id
+    services.runner.catch_up()  # Kept's rows were written by an earlier batch; the doomed one's are all in one
+    doomed = app.create_organization(owner, "Doomed").organization_id
+    link = app.create_invite_link(doomed, owner, role_id(app, doomed, "Viewer"))
+    app.accept_invite_link(new_actor("ann"), link.secret)
+    app.invite_member(doomed, owner, "bob@example.com", role_id(app, doomed, "Viewer"))
+    app.delete_organization(doomed, owner)
+    services.runner.catch_up()
+
+    for table in ("organizations", "members", "roles", "invitations", "invite_links"):
+        assert table_rows(services, f"SELECT * FROM {{{table}}} WHERE organization_id = %s", str(doomed)) == []
+    assert len(table_rows(services, "SELECT * FROM {members} WHERE organization_id = %s", str(kept))) == 1
+    assert len(table_rows(services, "SELECT * FROM {roles} WHERE organization_id = %s", str(kept))) == 4
+    audited = table_rows(
+        services, "SELECT event_type FROM {audit_log} WHERE organization_id = %s ORDER BY position", str(doomed)
+    )
+    assert audited[-1] == ("OrganizationDeleted",)
+
+
 def test_every_projection_reaches_the_latest_position(services: Services, history: History) -> None:
     latest = services.organizations.recorder.max_notification_id()
     assert {s.name: s.position for s in store.status(services.read_db, latest)} == {

@@ -25,6 +25,7 @@ FIXTURE = FIXTURES / "organization_events_v1.jsonl"
 ORG_ID = UUID("0f817fcb-018e-4563-95fe-e9d2f44da66c")
 MAIL_ORG_ID = UUID("acfe1439-f1e2-42c2-a963-c34ec24cf327")
 PARKED_ORG_ID = UUID("5b2d7c1e-3f4a-4c6b-9e8d-7a1b2c3d4e5f")
+DELETED_ORG_ID = UUID("9c4e2a71-6b3d-4f85-a0c2-1d7e8f9a0b3c")
 
 
 def load_fixture(app: Organizations, fixture: Path = FIXTURE) -> None:
@@ -94,6 +95,18 @@ def test_the_skipped_event_fixture_replays_and_changes_nothing_but_the_version(o
         "RoleCreated",
         "operator:alice",
     )
+
+
+def test_the_renamed_and_deleted_organization_fixture_replays_deleted(organizations: Organizations) -> None:
+    load_fixture(organizations, FIXTURES / "organization_events_v4.jsonl")
+
+    org = organizations.get_organization(DELETED_ORG_ID)
+
+    assert (org.name, org.version, org.deleted) == ("Renamed Labs", 5, True)
+    (invitation,) = org.invitations.values()
+    assert (invitation.email, invitation.status) == ("pat@deleted.example", "cancelled")
+    renamed = list(organizations.repository.event_store.get(DELETED_ORG_ID))[3]
+    assert isinstance(renamed, Organization.OrganizationRenamed) and renamed.old_name == "Deleted Labs"
 
 
 def test_every_event_type_is_in_a_fixture() -> None:

@@ -128,6 +128,64 @@ def test_organization_has_four_system_roles(key: str, name: str, permissions: fr
     assert (found.name, found.permissions, found.key, found.system) == (name, permissions, key, True)
 
 
+def test_rename_needs_manage_settings_and_records_old_and_new_name(team: Team) -> None:
+    assert team.org.rename(team.admin, "  Acme   Corp ", NOW) is True
+    (renamed,) = team.events()
+    assert isinstance(renamed, Organization.OrganizationRenamed)
+    assert (renamed.old_name, renamed.name, team.org.name) == ("Acme", "Acme Corp", "Acme Corp")
+    with pytest.raises(err.MissingPermissionError):
+        team.org.rename(team.lead, "Lead's Acme", NOW)  # manages members and roles, not settings
+    assert team.org.rename(team.owner, "Acme Corp", NOW) is False  # the same name records nothing
+    assert team.events() == []
+
+
+@pytest.mark.parametrize("name", ["", "   ", "a\x00b", "tab\there", "x" * 201])
+def test_rename_refuses_what_create_refuses(team: Team, name: str) -> None:
+    with pytest.raises(err.InvalidValueError):
+        team.org.rename(team.owner, name, NOW)
+    assert team.org.name == "Acme"
+
+
+@pytest.mark.parametrize("who", ["admin", "developer", "viewer", "lead"])
+def test_only_the_owner_deletes_the_organization(team: Team, who: str) -> None:
+    with pytest.raises(err.OwnerOnlyError):
+        team.org.delete(getattr(team, who), NOW)
+    assert team.org.deleted is False
+
+
+def test_after_deletion_nobody_is_a_member_and_nothing_can_be_joined(team: Team) -> None:
+    pending = invite(team.org, team.owner, "late@example.com", role(team.org, "viewer"))
+    link = create_link(team.org, team.owner, role(team.org, "viewer"))
+    team.events()
+
+    team.org.delete(team.owner, NOW)
+
+    (deleted,) = team.events()
+    assert isinstance(deleted, Organization.OrganizationDeleted) and deleted.name == "Acme"
+    assert team.org.get_invitation(pending).status == "cancelled" and not team.org.pending_by_email
+    for user in (team.owner, team.admin, team.viewer):
+        with pytest.raises(err.NotAMemberError):
+            team.org.check_member(user)
+    with pytest.raises(err.NotAMemberError):
+        team.org.rename(team.owner, "Again", NOW)
+    with pytest.raises(err.NotAMemberError):
+        team.org.delete(team.owner, NOW)
+    with pytest.raises(err.OrganizationDeletedError):
+        team.org.accept_invitation(Actor("late", "late@example.com"), pending, uuid4(), NOW)
+    with pytest.raises(err.OrganizationDeletedError):
+        redeem(team.org, new_actor("newcomer"), link)
+    assert team.org.record_invitation_email(Actor("system:mailer"), pending, "x", "<m@x>", NOW) is False
+    assert team.events() == []
+
+
+def test_a_deleted_organization_replays_deleted(team: Team) -> None:
+    team.org.delete(team.owner, NOW)
+    team.events()
+    replayed = project_organization(None, team.history)
+    assert replayed is not None and replayed.deleted is True
+    assert project_organization(None, team.history[:-1]).deleted is False  # type: ignore[union-attr]
+
+
 def test_user_can_be_member_of_many_organizations_with_different_roles() -> None:
     user = new_actor()
     own = Organization.create(uuid4(), "Mine", user, uuid4(), NOW)
