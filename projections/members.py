@@ -32,6 +32,8 @@ class MembersProjection(Projection):
         ("by_org_email", "members", "organization_id, email"),
         ("by_user", "members", "user_id, organization_id"),
     ]
+    # Search: `LOWER(email) LIKE '%text%' OR LOWER(name) LIKE ...` served by an index, not a scan of the org
+    search_indexes = [("email_trgm", "members", "LOWER(email)"), ("name_trgm", "members", "LOWER(name)")]
     batched = {"organizations": "organization_id", "members": "member_id"}
 
     @singledispatchmethod
@@ -167,14 +169,15 @@ _ORGANIZATION_KEYS = (Key("o.created_at", kind=datetime), Key("o.organization_id
 
 
 def organizations_of(
-    db: ReadDatabase, user_id: str, limit: int = 50, cursor: str | None = None
+    db: ReadDatabase, user_id: str, limit: int = 50, cursor: str | None = None, counted: bool = True
 ) -> Page[OrganizationRecord]:
-    """The organizations `user_id` belongs to, with their role in each, oldest first."""
+    """The organizations `user_id` belongs to, with their role in each, oldest first (`total` -1 unless
+    `counted`)."""
     total, rows, more = ordered_page(
         db, _MEMBERSHIPS,
         f"SELECT o.organization_id, o.name, o.created_at, {ROLE_COLUMNS} FROM {_MEMBERSHIPS} "
         "JOIN {roles} r ON r.role_id = m.role_id",
-        "m.user_id = %s", [user_id], _ORGANIZATION_KEYS, cursor, limit,
+        "m.user_id = %s", [user_id], _ORGANIZATION_KEYS, cursor, limit, counted,
     )  # fmt: skip
     organizations = [OrganizationRecord(r[0], r[1], db.when(r[2]), role_record(db, r[3:8])) for r in rows]
     last = organizations[-1] if more else None

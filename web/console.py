@@ -134,7 +134,7 @@ def seated(view: Callable[P, R]) -> Callable[P, R | ResponseReturnValue]:
 
 def _find_seat(user: Actor) -> Seat | None:
     db = services().read_db
-    organizations = members_reads.organizations_of(db, user.user_id, limit=200).items
+    organizations = members_reads.organizations_of(db, user.user_id, limit=200, counted=False).items
     wanted = request.args.get("org") or session.get(ORGANIZATION_KEY)
     chosen = next((o for o in organizations if o.id == wanted), organizations[0] if organizations else None)
     if chosen is None:

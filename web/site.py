@@ -21,6 +21,7 @@ from web import (
 )
 from web.console import console_sections, invite_endpoint
 from web.context import signed_in_user
+from web.formatting import address, when
 from web.security import csrf
 
 if TYPE_CHECKING:  # the service package builds the parts; the pages only use them
@@ -44,8 +45,9 @@ def install(app: Flask, services: Services) -> None:
     csrf.init_app(app)
     signin.init_app(app, settings)
     app.jinja_env.globals.update(
-        signed_in_user=signed_in_user, console_sections=console_sections, invite_endpoint=invite_endpoint
-    )
+        signed_in_user=signed_in_user, console_sections=console_sections, invite_endpoint=invite_endpoint,
+        when=when, address=address,
+    )  # fmt: skip
     for module in (
         signin,
         accept_pages,

@@ -56,6 +56,9 @@ class Projection:
     tables: ClassVar[dict[str, str]]
     # index definitions: (index suffix, logical table, columns)
     indexes: ClassVar[list[tuple[str, str, str]]] = []
+    # PostgreSQL only, where pg_trgm is installed: trigram GIN indexes that serve `LIKE '%text%'` on an
+    # expression: (index suffix, logical table, expression)
+    search_indexes: ClassVar[list[tuple[str, str, str]]] = []
     # tables whose changes are gathered per batch (see projections.engine.changes): logical table -> key column
     batched: ClassVar[dict[str, str]] = {}
     # Raise it when the handlers change what they write (the tables and indexes are fingerprinted anyway):
@@ -74,7 +77,10 @@ class Projection:
     @classmethod
     def fingerprint(cls) -> str:
         """Changes whenever the definition does: tables, indexes or `version`."""
-        return _digest({"tables": cls.tables, "indexes": cls.indexes, "version": cls.version})
+        definition: dict[str, Any] = {"tables": cls.tables, "indexes": cls.indexes, "version": cls.version}
+        if cls.search_indexes:  # only then: the others' fingerprints stay what they were
+            definition["search_indexes"] = cls.search_indexes
+        return _digest(definition)
 
     @classmethod
     def columns_fingerprint(cls) -> str:
@@ -109,18 +115,26 @@ class Projection:
             types = {"ts": db.type("ts"), "bigint": db.type("bigint"), "json": db.type("json")}
             cursor.execute(f"CREATE TABLE IF NOT EXISTS {self.table_names[logical]} ({columns.format(**types)})")
         if with_indexes:
-            self.create_indexes(cursor)
+            for statement in self.index_statements(db.trigram_opclass(cursor)):
+                cursor.execute(statement)
 
-    def create_indexes(self, cursor: Cursor) -> None:
-        for statement in self.index_statements():
-            cursor.execute(statement)
-
-    def index_statements(self) -> list[str]:
-        """Secondary indexes (for the queries); building them once over full tables beats updating them per row."""
-        return [
+    def index_statements(self, trigram_opclass: str | None) -> list[str]:
+        """Secondary indexes (for the queries); building them once over full tables beats updating them per row.
+        The search indexes need pg_trgm's operator class (`ReadDatabase.trigram_opclass`). Their list of rows
+        not yet sorted in is kept short (128 kB, not 4 MB): every search reads all of it, so at the default a
+        search on 100,000 freshly loaded members took 140 ms, and 12 ms at 128 kB; sorting each row in at once
+        (no list at all) took loading those members twice as long, 128 kB a third longer."""
+        statements = [
             f"CREATE INDEX IF NOT EXISTS {self.table_names[logical]}_{suffix} ON {self.table_names[logical]} ({columns})"
             for suffix, logical, columns in self.indexes
         ]
+        if trigram_opclass is not None:
+            statements += [
+                f"CREATE INDEX IF NOT EXISTS {self.table_names[logical]}_{suffix} ON {self.table_names[logical]}"
+                f" USING gin (({expression}) {trigram_opclass}) WITH (gin_pending_list_limit = 128)"
+                for suffix, logical, expression in self.search_indexes
+            ]
+        return statements
 
     def drop_tables(self, cursor: Cursor) -> None:
         for table in self.table_names.values():

@@ -94,11 +94,13 @@ def ordered_page(
     keys: Sequence[Key],
     cursor: str | None,
     limit: int,
+    counted: bool = True,
 ) -> tuple[int, list[Any], bool]:
-    """How many rows match, the first `limit` after the cursor in the order of `keys`, and whether more follow."""
+    """How many rows match (-1 unless `counted`), the first `limit` after the cursor in the order of `keys`, and
+    whether more follow."""
     after, after_params = _after(db, keys, cursor) if cursor else ("", [])
     with read(db) as tables:
-        total = tables.fetch(f"SELECT COUNT(*) FROM {count_from} WHERE {filters}", *params)[0][0]
+        total = tables.fetch(f"SELECT COUNT(*) FROM {count_from} WHERE {filters}", *params)[0][0] if counted else -1
         rows = tables.fetch(
             f"{select} WHERE {filters}{after} ORDER BY {order_by(keys)} LIMIT %s", *params, *after_params, limit + 1
         )

@@ -120,6 +120,31 @@ class ReadDatabase:
         """Portable column types: ts, bigint, json."""
         return (SQLITE_TYPES if self.is_sqlite else POSTGRES_TYPES)[name]
 
+    def install_trigrams(self, cursor: Cursor) -> None:
+        """PostgreSQL: the pg_trgm extension, which lets an index serve `LIKE '%text%'` (member search).
+        A role that may not create it gets a warning, and searches that scan."""
+        if self.is_sqlite:
+            return
+        cursor.execute("SAVEPOINT trigrams")
+        try:
+            cursor.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+        except psycopg.Error as error:
+            cursor.execute("ROLLBACK TO SAVEPOINT trigrams")
+            log.warning("pg_trgm is not installed (%s): member search will scan instead of using an index", error)
+        else:
+            cursor.execute("RELEASE SAVEPOINT trigrams")
+
+    def trigram_opclass(self, cursor: Cursor) -> str | None:
+        """pg_trgm's GIN operator class, qualified by the schema it was installed in; None without it."""
+        if self.is_sqlite:
+            return None
+        cursor.execute(
+            "SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace"
+            " WHERE e.extname = 'pg_trgm'"
+        )
+        row = cursor.fetchone()
+        return None if row is None else f'"{row[0]}".gin_trgm_ops'
+
     def columns(self, cursor: Cursor, table: str) -> set[str]:
         """The columns `table` has (none when there is no such table)."""
         if self.is_sqlite:
