@@ -122,6 +122,7 @@ TEMPLATES = {
     "bogus": ["manage:universe"],
 }
 ROLE_NAMES = ["Ops", "ops", "Support", "  Release   Manager ", "Admin", "viewer", "   "]
+ORGANIZATION_NAMES = ["Acme", "Acme  Corp ", "acme", "   ", "Tab\tCo", "x" * 201]
 ROLE_REFS = ["owner", "admin", "developer", "viewer", "custom0", "custom1", "custom2", "missing"]
 INVITATION_DAYS = [1, 2, 7, 30, 0, 31]
 LINK_DAYS = [1, 3, 365, 0, 366]
@@ -198,6 +199,7 @@ class OrganizationMachine(RuleBasedStateMachine):
             "alice": {"member_id": owner_member_id, "role": self.system_roles["owner"], "email": "alice@example.com"}
         }
         self.owner = "alice"
+        self.name = "Acme"
         self.past_member_ids: dict[str, list[str]] = {}
         self.custom_roles_ever: list[str] = []
         # invitation id -> email, role, expires_at, days, status (pending/accepted/cancelled/replaced), token
@@ -683,6 +685,19 @@ class OrganizationMachine(RuleBasedStateMachine):
         if self.run(expected, lambda: self.app.leave(self.org_id, USERS[actor])):
             self.drop(actor)
 
+    @rule(actor=actors, name=st.sampled_from(ORGANIZATION_NAMES))
+    def rename(self, actor: str, name: str) -> None:
+        actor = self.who(actor)
+        expected = self.gate(actor, "manage:settings")
+        folded = " ".join(name.split())
+        if not expected and not (folded and len(folded) <= 200 and name.isprintable()):
+            expected.add(err.InvalidValueError)
+        receipt = self.run(expected, lambda: self.app.rename_organization(self.org_id, USERS[actor], name))
+        if receipt is None:
+            return
+        assert (receipt.position is None) == (folded == self.name), "renaming to the same name records nothing"
+        self.name = folded
+
     @rule(actor=actors, member=actors)
     def transfer_ownership(self, actor: str, member: str) -> None:
         actor, member = self.who(actor), self.who(member)
@@ -801,6 +816,11 @@ class OrganizationMachine(RuleBasedStateMachine):
             assert len(owners) == 1, f"owners: {owners}"
             assert org.owner_member_id == owners[0]
             assert org.owner.user_id == self.owner
+
+    @invariant()
+    def the_name_matches_the_model(self) -> None:
+        with self.app.reading(self.org_id) as org:  # shared and read-only: no copy
+            assert org.name == self.name
 
     @invariant()
     def members_match_the_model(self) -> None:
