@@ -17,7 +17,19 @@ from flask_cors import CORS
 from flask_smorest import Api
 from marshmallow import Schema, fields
 
-from api import accept, audit, health, idempotency, invitations, jobs, members, organizations, previews, roles
+from api import (
+    accept,
+    audit,
+    health,
+    history,
+    idempotency,
+    invitations,
+    jobs,
+    members,
+    organizations,
+    previews,
+    roles,
+)
 from api.errors import ApiError, register_error_handlers
 from api.problems import AnswersPlugin
 
@@ -64,7 +76,7 @@ def create_app(services: Services) -> Flask:
     app.extensions["membership"] = services
     app.config.update(_api_config(), MAX_CONTENT_LENGTH=MAX_BODY_BYTES)
     api = MembershipApi(app)
-    for module in (organizations, members, jobs, previews, invitations, accept, roles, audit, health):
+    for module in (organizations, members, history, jobs, previews, invitations, accept, roles, audit, health):
         api.register_blueprint(module.blp)
     register_error_handlers(app)
     _allow_cross_origin(app, services.settings.cors_origins)

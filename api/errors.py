@@ -148,6 +148,11 @@ def _http_error(error: HTTPException) -> ResponseReturnValue:
     messages = data.get("messages")
     if status == 400 and messages and "json" in messages and "Invalid JSON" in str(messages["json"]):
         return problem(400, "malformed_json", "The request body is not valid JSON.")
+    query = (messages or {}).get("query") if isinstance(messages, dict) else None
+    unknown = sorted(name for name, said in (query or {}).items() if said == ["Unknown field."])
+    if status == 422 and unknown:
+        return problem(400, "unknown_parameter", f"Unknown query parameters: {', '.join(unknown)}.",
+                       errors={name: "Unknown parameter." for name in unknown})  # fmt: skip
     if status == 422 and messages:
         return problem(
             422, "validation_failed", "The request has invalid or unknown fields.", errors=_flatten(messages)

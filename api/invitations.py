@@ -10,6 +10,7 @@ from api.blueprint import Blueprint
 from api.commands import execute
 from api.context import services, utc_now
 from api.errors import ApiError
+from api.history import check_history_reader
 from api.paging import checked_cursor
 from api.problems import RATE_LIMITED, answers
 from api.ratelimit import check_invitation_rate
@@ -26,6 +27,7 @@ from api.schemas import (
 )
 from membership import exceptions as err
 from membership.permissions import MANAGE_MEMBERS
+from projections import access
 from projections import invitations as invitations_reads
 from projections.engine.reading import Page
 from projections.invitations import InviteLinkRecord
@@ -38,7 +40,14 @@ blp = Blueprint("invitations", __name__, url_prefix="/api", description="Invitat
 @blp.response(200, InvitationListSchema)
 @requires(MANAGE_MEMBERS)
 def list_invitations(me: Membership, args: dict[str, Any]) -> Any:
-    """Invitations by status, newest first (manage:members: they reveal invitees)."""
+    """Invitations by status, newest first (manage:members: they reveal invitees); as they were at `asOf`
+    (view:members too)."""
+    if args.get("asOf"):
+        check_history_reader(me)
+        with checked_cursor():
+            return access.invitations_as_of(
+                services().read_db, me.organization_id, args["asOf"], args["status"], args["limit"], args.get("cursor")
+            )
     try:
         return invitations_reads.list_invitations(
             services().read_db, me.organization_id, utc_now(), args["status"], args["limit"], args.get("cursor")

@@ -10,8 +10,11 @@ from api.blueprint import Blueprint
 from api.commands import execute
 from api.context import services, utc_now
 from api.errors import ApiError
+from api.history import check_history_reader
+from api.paging import checked_cursor
 from api.problems import RATE_LIMITED, answers
 from api.ratelimit import check_invitation_rate
+from api.roles import role_named
 from api.schemas import (
     InvitationSchema,
     InviteSchema,
@@ -22,6 +25,7 @@ from api.schemas import (
     RoleChangeSchema,
 )
 from membership import exceptions as err
+from projections import access
 from projections import invitations as invitations_reads
 from projections import members as members_reads
 from projections import roles as roles_reads
@@ -30,13 +34,15 @@ blp = Blueprint("members", __name__, url_prefix="/api", description="Members of 
 
 
 @blp.route("/members", methods=["GET"])
-@answers(err.RoleNotFoundError)
+@answers(err.RoleNotFoundError, err.MissingPermissionError)
 @blp.arguments(MembersQuerySchema, location="query")
 @blp.response(200, MemberListSchema)
 @requires()
 def list_members(me: Membership, args: dict[str, Any]) -> Any:
-    """Members, oldest first; any member may list them."""
+    """Members, oldest first; any member may list them (as they were at `asOf`: view:members)."""
     organization_id = me.organization_id
+    if args.get("asOf"):
+        return _members_as_of(me, args)
     try:
         return members_reads.list_members(
             services().read_db, organization_id, _role_filter(organization_id, args.get("role")), args.get("q"),
@@ -115,12 +121,16 @@ def transfer_ownership(me: Membership, member_id: UUID) -> Any:
     return {"message": "Ownership was transferred; you are now an Admin."}
 
 
+def _members_as_of(me: Membership, args: dict[str, Any]) -> Any:
+    check_history_reader(me)
+    db, at = services().read_db, args["asOf"]
+    role = role_named(access.roles_as_of(db, me.organization_id, at), args.get("role"))
+    with checked_cursor():
+        return access.members_as_of(db, me.organization_id, at, role, args.get("q"), args["limit"], args.get("cursor"))
+
+
 def _role_filter(organization_id: UUID, role: str | None) -> str | None:
     """`?role=` takes a role id or a role name."""
     if not role:
         return None
-    roles = roles_reads.list_roles(services().read_db, organization_id, counted=False)
-    match = next((r for r in roles if r.id == role or r.name.casefold() == role.casefold()), None)
-    if match is None:
-        raise ApiError(404, "role_not_found", f"No role {role!r} in this organization.")
-    return match.id
+    return role_named(roles_reads.list_roles(services().read_db, organization_id, counted=False), role)

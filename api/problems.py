@@ -6,7 +6,7 @@ as when they are answered); `@requires` (api.auth) adds IN_ORGANIZATION or MANAG
 The rest follows from the operation's shape, as the server behaves: any request can
 fail (500, 503); one with a token, 401, and 503 when the identity provider's keys
 cannot be read; a command (POST, PUT, DELETE), 413, 415 and the Idempotency-Key
-answers; a JSON body, 400 `malformed_json` and 422; query arguments, 422; a list,
+answers; a JSON body, 400 `malformed_json` and 422; query arguments, 400 `unknown_parameter` and 422; a list,
 400 `invalid_cursor`; an id in the path, 404 `not_found` (it is not a UUID). Each
 status gets an `application/problem+json` response whose `code` is an enum of
 exactly the codes possible there.
@@ -47,7 +47,7 @@ COMMAND: Codes = {
     503: ("read_model_lagging", "organization_degraded"),  # saved, but not yet shown by the read models
 }
 JSON_BODY: Codes = {400: ("malformed_json",), 422: ("validation_failed",)}
-QUERY: Codes = {422: ("validation_failed",)}
+QUERY: Codes = {400: ("unknown_parameter",), 422: ("validation_failed",)}
 PAGED: Codes = {400: ("invalid_cursor",)}
 BY_ID: Codes = {404: ("not_found",)}
 

@@ -9,31 +9,52 @@ from api.auth import Membership, current_caller, requires
 from api.blueprint import Blueprint
 from api.commands import execute
 from api.context import services
+from api.errors import ApiError
+from api.history import check_history_reader
 from api.paging import checked_cursor
 from api.problems import answers
 from api.schemas import (
     MeSchema,
     MessageSchema,
-    PageQuerySchema,
     PermissionListSchema,
     RoleCreateSchema,
     RoleListSchema,
     RoleSchema,
+    RolesQuerySchema,
     RoleUpdateSchema,
 )
 from membership import exceptions as err
 from membership.permissions import all_permissions
+from projections import access
 from projections import roles as roles_reads
+from projections.engine.reading import Page
+from projections.roles import RoleRecord
 
 blp = Blueprint("roles", __name__, url_prefix="/api", description="Roles and permissions")
 
 
+def role_named(roles: list[RoleRecord], role: str | None) -> str | None:
+    """The id of the role `role` names (its id, or its name in any case) among `roles`; None for no filter."""
+    if not role:
+        return None
+    match = next((r for r in roles if r.id == role or r.name.casefold() == role.casefold()), None)
+    if match is None:
+        raise ApiError(404, "role_not_found", f"No role {role!r} in this organization.")
+    return match.id
+
+
 @blp.route("/roles", methods=["GET"])
-@blp.arguments(PageQuerySchema, location="query")
+@answers(err.MissingPermissionError)
+@blp.arguments(RolesQuerySchema, location="query")
 @blp.response(200, RoleListSchema)
 @requires()
 def list_roles(me: Membership, args: dict[str, Any]) -> Any:
-    """System roles, then custom roles by creation, with member counts; any member may list them."""
+    """System roles, then custom roles by creation, with member counts; any member may list them. As they
+    were at `asOf` (view:members): their permissions and holders then, every role on one page."""
+    if args.get("asOf"):
+        check_history_reader(me)
+        roles = access.roles_as_of(services().read_db, me.organization_id, args["asOf"])
+        return Page(roles, len(roles), None)
     with checked_cursor():
         return roles_reads.role_page(services().read_db, me.organization_id, args["limit"], args.get("cursor"))
 

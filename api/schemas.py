@@ -10,6 +10,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
+from membership.events import event_types
 from membership.inputs import INVITATION_DAYS, INVITE_LINK_DAYS, MAX_LINK_USES
 from membership.permissions import all_permissions
 from membership.text import text_problem
@@ -52,12 +53,13 @@ def text(low: int, high: int, pattern: str = PRINTABLE_PATTERN, **options: Any) 
     return fields.String(validate=[validate.Length(low, high), PrintableText(pattern)], **options)
 
 
-def permission_id() -> fields.String:
+def permission_id(**options: Any) -> fields.String:
     """One of the permissions a role can hold (`view|manage:resource`), declared as an enum."""
     return fields.String(
         validate=validate.OneOf(
             [p.id for p in all_permissions()], error="Unknown permission {input}: use one of {choices}."
-        )
+        ),
+        **options,
     )
 
 
@@ -119,20 +121,49 @@ class PageQuerySchema(Schema):
     cursor = text(1, 500, CURSOR_PATTERN, metadata={"description": "The previous page's `nextCursor`"})
 
 
+def moment(description: str) -> fields.AwareDateTime:
+    """An ISO 8601 date-time with its offset (`2026-03-01T00:00:00Z`)."""
+    return fields.AwareDateTime(default_timezone=None, metadata={"description": description})
+
+
+AS_OF = "The list as it was at this moment (view:members): a replay of the events recorded until then"
+
+
 class MembersQuerySchema(PageQuerySchema):
     role = text(1, 64, metadata={"description": "A role id or a role name"})
     q = text(1, 200, metadata={"description": "Search in e-mail and name"})
+    asOf = moment(AS_OF)
+
+
+class RolesQuerySchema(PageQuerySchema):
+    asOf = moment(AS_OF)
 
 
 class InvitationsQuerySchema(PageQuerySchema):
     status = fields.String(load_default="pending", validate=validate.OneOf(INVITATION_STATUSES))
+    asOf = moment(AS_OF)
 
 
 class AuditQuerySchema(PageQuerySchema):
-    type = text(1, 64, metadata={"description": "An event type, e.g. RoleChanged"})
+    type = text(1, 64, metadata={"description": "An event type (another is 400 unknown_event_type)",
+                                 "enum": event_types()})  # fmt: skip
     actor = text(1, 254, metadata={"description": "A user id or e-mail"})
     since = fields.AwareDateTime(default_timezone=None)
     until = fields.AwareDateTime(default_timezone=None)
+    member = fields.UUID(metadata={"description": "Events about this member (their id)"})
+    email = text(1, 254, metadata={"description": "Events about this e-mail address (a member or an invitation)"})
+    role = text(1, 64, metadata={"description": "Events naming this role (an id or a name)"})
+
+
+class AccessReviewQuerySchema(Schema):
+    permission = permission_id(required=True)
+    since = fields.AwareDateTime(
+        default_timezone=None, required=True, data_key="from", metadata={"description": "The window's start"}
+    )
+    until = fields.AwareDateTime(
+        default_timezone=None, data_key="to", metadata={"description": "The window's end (included); default: now"}
+    )
+    format = fields.String(load_default="json", validate=validate.OneOf(["json", "csv"]))
 
 
 # -- responses -------------------------------------------------------------------------------------------------
@@ -317,6 +348,36 @@ class AuditEventSchema(Schema):
     actor = fields.Function(lambda e: {"userId": e.actor_id, "email": e.actor_email})
     target = fields.Function(lambda e: {"type": e.target_type, "id": e.target_id, "label": e.target_label})
     details = fields.Dict()
+
+
+class ChangeSchema(Schema):
+    how = fields.String(metadata={"enum": ["created", "invitation", "invite_link", "role_change",
+                                           "ownership_transfer", "removed", "left", "organization_deleted"]})
+    by = fields.Nested(ActorRefSchema)
+    via = fields.String(allow_none=True, metadata={"description": "The invitation or invite link"})
+
+
+class IntervalSchema(Schema):
+    role = fields.Nested(RoleRefSchema, metadata={"description": "The role and its permissions as they were"})
+    since = fields.DateTime(attribute="from_at")
+    until = fields.DateTime(attribute="to_at", allow_none=True, metadata={"description": "null: still held"})
+    granted = fields.Nested(ChangeSchema)
+    ended = fields.Nested(ChangeSchema, allow_none=True)
+
+
+class MemberHistorySchema(Schema):
+    memberId = fields.String(attribute="member_id")
+    userId = fields.String(attribute="user_id")
+    email = fields.String()
+    name = fields.String()
+    intervals = fields.List(fields.Nested(IntervalSchema))
+
+
+class AccessReviewSchema(Schema):
+    permission = fields.String()
+    since = fields.DateTime()
+    until = fields.DateTime()
+    holders = fields.List(fields.Nested(MemberHistorySchema))
 
 
 class AuditLogSchema(Schema):

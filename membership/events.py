@@ -322,6 +322,11 @@ class EventSkipped(Event):
     reason: str
 
 
+def event_types() -> list[str]:
+    """The name of every type of event an organization records (`RoleChanged`...), in the order declared."""
+    return [name for name, cls in globals().items() if isinstance(cls, type) and issubclass(cls, Event) and cls is not Event]
+
+
 # -- state changes shared by several events: records and the indexes that point at them ------------------------
 def _add_member(org: Organization, member: Member) -> None:
     key = key_of(member.id)

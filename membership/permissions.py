@@ -23,6 +23,7 @@ RESOURCES = (
 )
 ALL_PERMISSIONS: frozenset[str] = frozenset(f"{a}:{r}" for a in ACTIONS for r in RESOURCES)
 
+VIEW_MEMBERS = "view:members"
 MANAGE_MEMBERS = "manage:members"
 MANAGE_ROLES = "manage:roles"
 MANAGE_SETTINGS = "manage:settings"

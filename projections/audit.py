@@ -18,7 +18,7 @@ from uuid import UUID
 
 from membership.organization import Organization
 from projections.engine.base import Projection, Writer
-from projections.engine.reading import read
+from projections.engine.reading import like_literal, read
 from projections.engine.sql import ReadDatabase
 
 LABEL_CACHE_SIZE = 100_000
@@ -51,8 +51,10 @@ TARGETS: dict[type, tuple[str, str | None, str | None]] = {
 
 AUDIT_COLUMNS = (
     "position", "organization_id", "event_type", "occurred_at", "actor_id", "actor_email",
-    "target_type", "target_id", "target_label", "details",
+    "target_type", "target_id", "target_label", "details", "role_ids",
 )  # fmt: skip
+# Joins name who granted the access: the inviter of the invitation accepted, the creator of the link used.
+GRANTED_BY = {Organization.InviteAccepted: "invitation_id", Organization.MemberJoinedByLink: "link_id"}
 _UPSERT_LABEL = (
     "INSERT INTO {audit_labels} (item_id, organization_id, label) VALUES (%s, %s, %s)"
     " ON CONFLICT (item_id) DO UPDATE SET label = excluded.label"
@@ -107,7 +109,8 @@ class AuditProjection(Projection):
         "audit_log": (
             "position {bigint} PRIMARY KEY, organization_id TEXT NOT NULL, event_type TEXT NOT NULL, "
             "occurred_at {ts} NOT NULL, actor_id TEXT NOT NULL, actor_email TEXT NOT NULL, target_type TEXT NOT NULL, "
-            "target_id TEXT NOT NULL, target_label TEXT NOT NULL, details {json} NOT NULL"
+            "target_id TEXT NOT NULL, target_label TEXT NOT NULL, details {json} NOT NULL, "
+            "role_ids TEXT NOT NULL"  # every role the event names, space-separated (the role filter)
         ),
         # Labels of invitations, links and roles, for events that carry only an id.
         "audit_labels": "item_id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, label TEXT NOT NULL",
@@ -115,6 +118,8 @@ class AuditProjection(Projection):
     indexes = [
         ("by_org", "audit_log", "organization_id, position"),
         ("by_org_time", "audit_log", "organization_id, occurred_at"),
+        ("by_org_target", "audit_log", "organization_id, target_id, position"),
+        ("by_org_label", "audit_log", "organization_id, target_label, position"),
     ]
 
     def __init__(self, generation: int) -> None:
@@ -156,12 +161,20 @@ class AuditProjection(Projection):
     @apply.register(Organization.MemberInvited)
     def _invited(self, e: Organization.MemberInvited, w: Writer) -> None:
         self._remember(w, str(e.invitation_id), str(e.originator_id), e.email)
+        self._remember_grantor(w, str(e.invitation_id), e)
         self._record(e, w)
+
+    @apply.register(Organization.InviteAccepted)
+    @apply.register(Organization.MemberJoinedByLink)
+    def _joined(self, e: Any, w: Writer) -> None:
+        granted_by = self._label(w, f"{getattr(e, GRANTED_BY[type(e)])}:by")
+        self._record(e, w, {"grantedBy": json.loads(granted_by) if granted_by.startswith("{") else None})
 
     @apply.register(Organization.InviteLinkCreated)
     def _link_created(self, e: Organization.InviteLinkCreated, w: Writer) -> None:
         role = self._label(w, str(e.role_id))
         self._remember(w, str(e.link_id), str(e.originator_id), f"invite link for {role}")
+        self._remember_grantor(w, str(e.link_id), e)
         self._record(e, w)
 
     @apply.register(Organization.RoleCreated)
@@ -170,7 +183,11 @@ class AuditProjection(Projection):
         self._remember(w, str(e.role_id), str(e.originator_id), e.name)
         self._record(e, w)
 
-    def _record(self, e: Any, w: Writer) -> None:
+    def _remember_grantor(self, w: Writer, item_id: str, e: Any) -> None:
+        grantor = {"email": e.actor_email, "userId": e.actor_id}
+        self._remember(w, f"{item_id}:by", str(e.originator_id), _encode_json(grantor))
+
+    def _record(self, e: Any, w: Writer, extra: dict[str, Any] | None = None) -> None:
         target_type, id_field, label_field = TARGETS.get(type(e), ("organization", None, None))
         target_id = str(getattr(e, id_field)) if id_field else str(e.originator_id)
         label = getattr(e, label_field) if label_field else self._label(w, target_id)
@@ -185,11 +202,12 @@ class AuditProjection(Projection):
                 target_type,
                 target_id,
                 label,
-                self._details(e, w),
+                self._details(e, w, extra),
+                " ".join(str(value) for name, value in vars(e).items() if name.endswith("role_id") and value),
             )
         )
 
-    def _details(self, e: Any, w: Writer) -> str:
+    def _details(self, e: Any, w: Writer, extra: dict[str, Any] | None = None) -> str:
         values = vars(e)
         shape = (type(e), *values)
         plan = self._plans.get(shape)
@@ -203,6 +221,8 @@ class AuditProjection(Projection):
                     details[key] = self._label(w, str(value))
             else:
                 details[key] = plain(value)
+        if extra:
+            details = dict(sorted({**details, **extra}.items()))
         return _encode_json(details)
 
     def _remember(self, w: Writer, item_id: str, organization_id: str, label: str) -> None:
@@ -263,8 +283,13 @@ def audit_page(
     until: datetime | None = None,
     event_type: str | None = None,
     actor: str | None = None,
+    member_id: str | None = None,
+    email: str | None = None,
+    role_id: str | None = None,
 ) -> list[AuditEntry]:
-    """Audit entries after position `after` (oldest first), or before it when `newest_first`."""
+    """Audit entries after position `after` (oldest first), or before it when `newest_first`; filtered by
+    the event's type, its actor (id or e-mail), the member it is about (`member_id`), the e-mail it is about
+    (a member's or an invitation's) and a role it names."""
     where: list[str] = ["organization_id = %s"]
     params: list[Any] = [str(organization_id)]
     if newest_first and after:
@@ -285,6 +310,15 @@ def audit_page(
     if actor:
         where.append("(actor_id = %s OR actor_email = %s)")
         params.extend([actor, actor.lower()])
+    if member_id:
+        where.append("target_type = 'member' AND target_id = %s")
+        params.append(member_id)
+    if email:
+        where.append("target_type IN ('member', 'invitation') AND target_label = %s")
+        params.append(email.lower())
+    if role_id:
+        where.append("(' ' || role_ids || ' ') LIKE %s")
+        params.append(f"% {like_literal(role_id)} %")
     with read(db) as tables:
         rows = tables.fetch(
             "SELECT position, organization_id, event_type, occurred_at, actor_id, actor_email, target_type,"

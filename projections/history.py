@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import takewhile
 from typing import Any
 from uuid import UUID
 
@@ -26,9 +25,15 @@ class PastState:
 
 
 def organization_at(organizations: Organizations, organization_id: UUID, at: datetime) -> PastState | None:
-    """Replays the events that happened at or before `at`; None if the organization did not exist yet."""
-    events = takewhile(lambda event: event.timestamp <= at, organizations.events.get(organization_id))  # type: ignore[attr-defined]
-    org = project_organization(None, events)
+    """Replays the organization's events in the order of its stream, up to and including the last one recorded
+    at or before `at`; None if there is none (it did not exist yet).
+
+    The stream's order is the truth: an event recorded by a process whose clock was behind may carry an earlier
+    timestamp than events before it, and it still happened after them. So every event before that last one is
+    replayed, whatever its timestamp (the access read model, `projections.access`, answers the same)."""
+    events: list[Organization.Event] = list(organizations.events.get(organization_id))  # type: ignore[attr-defined, arg-type]
+    last = max((n for n, event in enumerate(events) if event.timestamp <= at), default=-1)
+    org = project_organization(None, events[: last + 1])
     return None if org is None else describe(org, at)
 
 

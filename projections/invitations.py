@@ -233,22 +233,25 @@ def list_invitations(
     cursor: str | None = None,
 ) -> Page[InvitationRecord]:
     """Newest first. `expired` means stored as pending (or replaced) with the expiry passed."""
-    where, params = ["i.organization_id = %s"], [str(organization_id)]
-    moment = db.to_db_time(now)
-    if status == "pending":
-        where.append("i.status = 'pending' AND i.expires_at > %s")
-        params.append(moment)
-    elif status == "expired":
-        where.append("(i.status = 'expired' OR (i.status = 'pending' AND i.expires_at <= %s))")
-        params.append(moment)
-    elif status in ("accepted", "cancelled"):
-        where.append("i.status = %s")
-        params.append(status)
+    where, params = status_filter(db, status, now)
     total, rows, more = ordered_page(
-        db, "{invitations} i", _INVITATION_SELECT, " AND ".join(where), params, _INVITATION_KEYS, cursor, limit
-    )
+        db, "{invitations} i", _INVITATION_SELECT, " AND ".join(["i.organization_id = %s", *where]),
+        [str(organization_id), *params], _INVITATION_KEYS, cursor, limit,
+    )  # fmt: skip
     items = [_invitation(db, row, now) for row in rows]
     return Page(items, total, cursor_after(items[-1].created_at, items[-1].id) if more else None)
+
+
+def status_filter(db: ReadDatabase, status: str, now: datetime) -> tuple[list[str], list[Any]]:
+    """SQL conditions on `i` (and their parameters) for invitations of `status` at `now` ("all": none)."""
+    moment = db.to_db_time(now)
+    if status == "pending":
+        return ["i.status = 'pending' AND i.expires_at > %s"], [moment]
+    if status == "expired":
+        return ["(i.status = 'expired' OR (i.status = 'pending' AND i.expires_at <= %s))"], [moment]
+    if status in ("accepted", "cancelled"):
+        return ["i.status = %s"], [status]
+    return [], []
 
 
 def get_invitation(

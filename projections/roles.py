@@ -98,7 +98,7 @@ _ROLE_RANK = (
 )
 
 
-_ROLE_KEYS = (Key(_ROLE_RANK, kind=int), Key("r.created_at", kind=datetime), Key("r.role_id"))
+ROLE_KEYS = (Key(_ROLE_RANK, kind=int), Key("r.created_at", kind=datetime), Key("r.role_id"))
 
 
 _COUNTED_ROLE_SELECT = (
@@ -114,7 +114,7 @@ def role_page(db: ReadDatabase, organization_id: UUID, limit: int = 50, cursor: 
     """A page of roles with their member counts, in the roles' order (system roles first)."""
     select, filters = _COUNTED_ROLE_SELECT, "r.organization_id = %s"
     total, rows, more = ordered_page(
-        db, "{roles} r", select, filters, [str(organization_id)], _ROLE_KEYS, cursor, limit
+        db, "{roles} r", select, filters, [str(organization_id)], ROLE_KEYS, cursor, limit
     )
     roles = [role_record(db, row[:5], int(row[5])) for row in rows]
     return Page(roles, total, cursor_after(rows[-1][6], db.when(rows[-1][7]), rows[-1][0]) if more else None)
@@ -126,7 +126,7 @@ def list_roles(db: ReadDatabase, organization_id: UUID, counted: bool = True) ->
     select = _COUNTED_ROLE_SELECT if counted else _UNCOUNTED_ROLE_SELECT
     with read(db) as tables:
         rows = tables.fetch(
-            f"{select} WHERE r.organization_id = %s ORDER BY {order_by(_ROLE_KEYS)}", str(organization_id)
+            f"{select} WHERE r.organization_id = %s ORDER BY {order_by(ROLE_KEYS)}", str(organization_id)
         )
     return [role_record(db, row[:5], int(row[5])) for row in rows]
 

@@ -52,11 +52,7 @@ GENERIC = "{kind} by {actor} ({target_type}: {target})"
 @functools.cache
 def event_types() -> tuple[tuple[str, str], ...]:
     """(type, name) of every Organization event: those with a sentence first, then any newer ones (once)."""
-    declared = [
-        name
-        for name, cls in vars(events).items()
-        if isinstance(cls, type) and issubclass(cls, events.Event) and cls is not events.Event
-    ]
+    declared = events.event_types()
     ordered = [*SENTENCES, *(name for name in declared if name not in SENTENCES)]
     return tuple((name, type_name(name)) for name in ordered)
 

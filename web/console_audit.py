@@ -27,6 +27,7 @@ from membership.text import text_problem
 from projections import audit as audit_reads
 from projections.audit import AuditEntry
 from projections.engine import reading
+from projections.exports import spreadsheet_cell
 from web.audit_sentences import event_types, sentence, type_name
 from web.console import console_blueprint, seat, seated
 from web.context import services
@@ -37,7 +38,6 @@ MAX_ACTOR_LENGTH = 254  # the API's (api.schemas.AuditQuerySchema)
 FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8"}
 CSV_COLUMNS = ("position", "occurredAt", "type", "actorId", "actorEmail", "targetType", "targetId", "targetLabel",
                "details")  # fmt: skip
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet would run such a cell as a formula
 CHUNK = 64 * 1024  # characters of export sent at a time
 EXPORT_PAGE_SIZE = 1000  # events read from the read model at a time
 
@@ -153,18 +153,13 @@ def _csv_lines(entries: Iterable[AuditEntry]) -> Iterator[str]:
     writer.writerow(CSV_COLUMNS)
     for entry in entries:
         writer.writerow(
-            [entry.position, entry.occurred_at.isoformat(), entry.event_type, *map(_cell, (
+            [entry.position, entry.occurred_at.isoformat(), entry.event_type, *map(spreadsheet_cell, (
                 entry.actor_id, entry.actor_email, entry.target_type, entry.target_id, entry.target_label)),
              json.dumps(entry.details, sort_keys=True)]
         )  # fmt: skip
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
-
-
-def _cell(text: str) -> str:
-    """Text a spreadsheet shows as text: a leading ' before what it would run as a formula (OWASP)."""
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def _chunked(lines: Iterable[str]) -> Iterator[bytes]:

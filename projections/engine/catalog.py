@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from projections.access import AccessProjection
 from projections.audit import AuditProjection
 from projections.engine.base import Projection
 from projections.invitations import InvitationsProjection
@@ -11,7 +12,9 @@ from projections.roles import RolesProjection
 
 PROJECTIONS: dict[str, type[Projection]] = {
     projection.name: projection
-    for projection in (MembersProjection, RolesProjection, InvitationsProjection, AuditProjection, JobsProjection)
+    for projection in (
+        MembersProjection, RolesProjection, InvitationsProjection, AuditProjection, JobsProjection, AccessProjection
+    )
 }
 
 

@@ -71,7 +71,9 @@ def api_settings(store: str, settings_for: Callable[..., Settings]) -> Settings:
 # keeps the operations its stateful phase links together (create, then read, change or delete it).
 HALVES = {
     "members and jobs": r"^/api/(members|jobs|me|permissions|health)",
-    "roles, invitations, links, organizations, audit and accepting": r"^/api/(roles|invitations|invite-links|organizations|audit-log|auth)",
+    "roles, invitations, links, organizations, audit and accepting": (
+        r"^/api/(roles|invitations|invite-links|organizations|audit-log|access-review|auth)"
+    ),
 }
 
 

@@ -113,6 +113,7 @@ def test_projection_status_shows_positions_and_lag(store: str, timeline: tuple, 
     status = json.loads(out)
     assert code == 0 and status["latest"] == services.organizations.recorder.max_notification_id()
     assert {p["name"]: p["lag"] for p in status["projections"]} == {
+        "access": 0,
         "audit": 0,
         "invitations": 0,
         "jobs": 0,

@@ -151,7 +151,7 @@ def test_an_event_from_a_newer_version_parks_its_organization_in_every_read_mode
     services.runner.catch_up()
 
     parked = parking.active(services.read_db)
-    assert {p.name for p in parked} == {"members", "roles", "invitations", "audit", "jobs"}
+    assert {p.name for p in parked} == {"members", "roles", "invitations", "audit", "jobs", "access"}
     assert {(p.organization_id, p.event_type) for p in parked} == {(str(a), "FromTheFuture")}
     assert all("FromTheFuture" in p.error for p in parked)
     assert member_emails(services, b) == {bob.email, other.email}

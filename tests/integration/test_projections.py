@@ -168,6 +168,7 @@ def test_deleting_an_organization_drops_its_rows_even_those_of_the_same_batch(se
 def test_every_projection_reaches_the_latest_position(services: Services, history: History) -> None:
     latest = services.organizations.recorder.max_notification_id()
     assert {s.name: s.position for s in store.status(services.read_db, latest)} == {
+        "access": latest,
         "audit": latest,
         "invitations": latest,
         "jobs": latest,

@@ -1,0 +1,587 @@
+"""Read model: access over time. For auditors: who held which role when, who granted it and how, what each
+role allowed at each moment, and each invitation as it was.
+
+Every row is a *version* valid over a span of the organization's stream: from the position of the event that
+made it to that of the event that ended it (open while none has). "As of T" is a position: that of the last
+event recorded at or before T (`timeline`). Clocks of the processes that record events may disagree, so a
+stream's timestamps can step back; the moment of an event is then the earliest timestamp at or after it
+in its stream (an event recorded later cannot have happened earlier), kept in `timeline`, so that "as of T"
+is always a prefix of the stream, exactly what `membership audit replay --at T` replays.
+
+Each event is one or two statements that write what the event says, reading nothing back into Python (a
+grant by invitation or link names its grantor with a sub-query): there is no state to keep between batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import singledispatchmethod
+from typing import Any
+from uuid import UUID
+
+from membership.organization import Organization, system_role_id
+from membership.permissions import OWNER
+from projections.engine.base import Projection, Writer
+from projections.engine.reading import Key, Page, cursor_after, like_literal, order_by, ordered_page, read
+from projections.engine.sql import ReadDatabase
+from projections.invitations import InvitationRecord, status_filter
+from projections.members import ActorRef, MemberRecord
+from projections.roles import ROLE_COLUMNS, ROLE_KEYS, RoleRecord, encode_permissions, role_record
+
+# How a member came to hold a role, and how they stopped holding it.
+CREATED, INVITATION, INVITE_LINK, ROLE_CHANGE, OWNERSHIP_TRANSFER = (
+    "created", "invitation", "invite_link", "role_change", "ownership_transfer"
+)  # fmt: skip
+REMOVED, LEFT, ORGANIZATION_DELETED = "removed", "left", "organization_deleted"
+_SPAN = "from_position {bigint} NOT NULL, from_at {ts} NOT NULL, to_position {bigint}, to_at {ts}"
+_INTERVAL_COLUMNS = (
+    "interval_id", "organization_id", "member_id", "user_id", "email", "name", "role_id", "joined_at",
+    "from_position", "from_at", "to_position", "to_at", "granted_how", "granted_by_id", "granted_by_email",
+    "granted_via", "ended_how", "ended_by_id", "ended_by_email",
+)  # fmt: skip
+_ROLE_COLUMNS = (
+    "version_id", "organization_id", "role_id", "name", "description", "is_system", "permissions", "created_at",
+    "changed_by_id", "changed_by_email", "from_position", "from_at", "to_position", "to_at",
+)  # fmt: skip
+_INVITATION_COLUMNS = (
+    "version_id", "organization_id", "invitation_id", "email", "role_id", "status", "invited_by_id",
+    "invited_by_email", "created_at", "expires_at", "resent_at", "resend_count", "closed_at", "email_status",
+    "last_sent_at", "from_position", "from_at", "to_position", "to_at",
+)  # fmt: skip
+
+
+class AccessProjection(Projection):
+    name = "access"
+    ignores_unregistered_events = False  # every event of an organization is a moment of its timeline
+    tables = {
+        "access_timeline": "organization_id TEXT NOT NULL, position {bigint} NOT NULL, at {ts} NOT NULL, "
+        "PRIMARY KEY (organization_id, position)",
+        "access_intervals": (
+            "interval_id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, member_id TEXT NOT NULL, "
+            "user_id TEXT NOT NULL, email TEXT NOT NULL, name TEXT NOT NULL, role_id TEXT NOT NULL, "
+            f"joined_at {{ts}} NOT NULL, {_SPAN}, granted_how TEXT NOT NULL, granted_by_id TEXT NOT NULL, "
+            "granted_by_email TEXT NOT NULL, granted_via TEXT, ended_how TEXT, ended_by_id TEXT, ended_by_email TEXT"
+        ),
+        "access_roles": (
+            "version_id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, role_id TEXT NOT NULL, name TEXT NOT NULL, "
+            "description TEXT NOT NULL, is_system INTEGER NOT NULL, permissions TEXT NOT NULL, "
+            f"created_at {{ts}} NOT NULL, changed_by_id TEXT NOT NULL, changed_by_email TEXT NOT NULL, {_SPAN}"
+        ),
+        "access_invitations": (
+            "version_id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, invitation_id TEXT NOT NULL, "
+            "email TEXT NOT NULL, role_id TEXT NOT NULL, status TEXT NOT NULL, invited_by_id TEXT NOT NULL, "
+            "invited_by_email TEXT NOT NULL, created_at {ts} NOT NULL, expires_at {ts} NOT NULL, resent_at {ts}, "
+            f"resend_count INTEGER NOT NULL, closed_at {{ts}}, email_status TEXT NOT NULL, last_sent_at {{ts}}, {_SPAN}"
+        ),
+        "access_links": "link_id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, created_by_id TEXT NOT NULL, "
+        "created_by_email TEXT NOT NULL",
+    }
+    indexes = [
+        ("by_org_at", "access_timeline", "organization_id, at, position"),
+        ("by_member", "access_intervals", "member_id, from_position"),
+        ("by_org_joined", "access_intervals", "organization_id, joined_at, member_id"),
+        ("by_org_from", "access_intervals", "organization_id, from_position"),
+        ("by_org_role", "access_intervals", "organization_id, role_id, from_position"),
+        ("by_role", "access_roles", "role_id, from_position"),
+        ("by_org", "access_roles", "organization_id, from_position"),
+        ("by_invitation", "access_invitations", "invitation_id, from_position"),
+        ("by_org_created", "access_invitations", "organization_id, created_at, invitation_id"),
+    ]
+
+    def __init__(self, generation: int) -> None:
+        super().__init__(generation)
+        self._latest: dict[str, datetime] = {}  # organization -> its latest event's timestamp, as far as known
+
+    def forget_uncommitted(self) -> None:
+        super().forget_uncommitted()
+        self._latest.clear()
+
+    @singledispatchmethod
+    def apply(self, event: Any, w: Writer) -> None:
+        if isinstance(event, Organization.Event):
+            self._moment(event, w)
+
+    def _moment(self, e: Any, w: Writer) -> None:
+        """The event's place in its organization's timeline; an earlier timestamp than one before it moves
+        those back to it (see the module's docstring)."""
+        org, at = str(e.originator_id), e.timestamp
+        latest = self._latest.get(org)
+        if latest is None or at < latest:
+            w.run("UPDATE {access_timeline} SET at = %s WHERE organization_id = %s AND at > %s", w.time(at), org,
+                  w.time(at))  # fmt: skip
+        self._latest[org] = at if latest is None else max(latest, at)
+        w.run("INSERT INTO {access_timeline} (organization_id, position, at) VALUES (%s, %s, %s)", org, w.position,
+              w.time(at))  # fmt: skip
+
+    # -- roles -------------------------------------------------------------------------------------------------
+    @apply.register(Organization.Created)
+    def _created(self, e: Organization.Created, w: Writer) -> None:
+        self._moment(e, w)
+        for role in e.roles:
+            self._role_version(w, e, role["id"], role["name"], role["description"], True, role["permissions"])
+
+    @apply.register(Organization.RoleCreated)
+    def _role_created(self, e: Organization.RoleCreated, w: Writer) -> None:
+        self._moment(e, w)
+        self._role_version(w, e, str(e.role_id), e.name, e.description, False, e.permissions)
+
+    @apply.register(Organization.RoleUpdated)
+    def _role_updated(self, e: Organization.RoleUpdated, w: Writer) -> None:
+        self._moment(e, w)
+        self._new_version(w, e, "access_roles", _ROLE_COLUMNS, "role_id", str(e.role_id), name=e.name,
+                          description=e.description, permissions=encode_permissions(e.permissions),
+                          changed_by_id=e.actor_id, changed_by_email=e.actor_email)  # fmt: skip
+
+    @apply.register(Organization.RoleDeleted)
+    def _role_deleted(self, e: Organization.RoleDeleted, w: Writer) -> None:
+        self._moment(e, w)
+        self._close(w, e, "access_roles", "role_id", str(e.role_id))
+
+    def _role_version(
+        self, w: Writer, e: Any, role_id: str, name: str, description: str, system: bool, permissions: list[str]
+    ) -> None:
+        at = w.time(e.timestamp)
+        self._insert(w, "access_roles", _ROLE_COLUMNS, (
+            f"{role_id}@{w.position}", str(e.originator_id), role_id, name, description, int(system),
+            encode_permissions(permissions), at, e.actor_id, e.actor_email, w.position, at, None, None,
+        ))  # fmt: skip
+
+    # -- members -----------------------------------------------------------------------------------------------
+    @apply.register(Organization.MemberJoined)
+    def _joined(self, e: Organization.MemberJoined, w: Writer) -> None:
+        self._moment(e, w)
+        self._grant(w, e, str(e.role_id), CREATED, None, ("%s", "%s"), e.actor_id, e.actor_email)
+
+    @apply.register(Organization.InviteAccepted)
+    def _accepted(self, e: Organization.InviteAccepted, w: Writer) -> None:
+        self._moment(e, w)
+        invitation = str(e.invitation_id)
+        self._new_version(w, e, "access_invitations", _INVITATION_COLUMNS, "invitation_id", invitation,
+                          status="accepted", closed_at=w.time(e.timestamp))  # fmt: skip
+        inviter = "(SELECT {0} FROM {{access_invitations}} WHERE invitation_id = %s AND to_position IS NULL)"
+        by = (inviter.format("invited_by_id"), inviter.format("invited_by_email"))
+        self._grant(w, e, str(e.role_id), INVITATION, invitation, by, invitation, invitation)
+
+    @apply.register(Organization.MemberJoinedByLink)
+    def _joined_by_link(self, e: Organization.MemberJoinedByLink, w: Writer) -> None:
+        self._moment(e, w)
+        if e.cancelled_invitation_id is not None:
+            self._invitation_closed(w, e, str(e.cancelled_invitation_id), "cancelled")
+        link = str(e.link_id)
+        creator = "(SELECT {0} FROM {{access_links}} WHERE link_id = %s)"
+        by = (creator.format("created_by_id"), creator.format("created_by_email"))
+        self._grant(w, e, str(e.role_id), INVITE_LINK, link, by, link, link)
+
+    @apply.register(Organization.RoleChanged)
+    def _role_changed(self, e: Organization.RoleChanged, w: Writer) -> None:
+        self._moment(e, w)
+        self._regrant(w, e, str(e.member_id), str(e.role_id), ROLE_CHANGE)
+
+    @apply.register(Organization.OwnershipTransferred)
+    def _transferred(self, e: Organization.OwnershipTransferred, w: Writer) -> None:
+        self._moment(e, w)
+        self._regrant(w, e, str(e.from_member_id), str(e.demoted_to_role_id), OWNERSHIP_TRANSFER)
+        self._regrant(w, e, str(e.to_member_id), str(system_role_id(e.originator_id, OWNER.key)), OWNERSHIP_TRANSFER)
+
+    @apply.register(Organization.MemberRemoved)
+    def _removed(self, e: Organization.MemberRemoved, w: Writer) -> None:
+        self._moment(e, w)
+        self._end(w, e, str(e.member_id), REMOVED)
+
+    @apply.register(Organization.MemberLeft)
+    def _left(self, e: Organization.MemberLeft, w: Writer) -> None:
+        self._moment(e, w)
+        self._end(w, e, str(e.member_id), LEFT)
+
+    def _grant(
+        self, w: Writer, e: Any, role_id: str, how: str, via: str | None, by_sql: tuple[str, str], *by: Any
+    ) -> None:
+        """A new member's first interval; `by_sql` is the grantor's id and e-mail as SQL (parameters, or
+        sub-queries naming the invitation's inviter or the link's creator) whose parameters are `by`."""
+        at = w.time(e.timestamp)
+        w.run(
+            f"INSERT INTO {{access_intervals}} ({', '.join(_INTERVAL_COLUMNS)}) VALUES (%s, %s, %s, %s, %s, %s, %s,"
+            f" %s, %s, %s, NULL, NULL, %s, {by_sql[0]}, {by_sql[1]}, %s, NULL, NULL, NULL)",
+            f"{e.member_id}@{w.position}", str(e.originator_id), str(e.member_id), e.user_id, e.email, e.name,
+            role_id, at, w.position, at, how, *by, via,
+        )  # fmt: skip
+
+    def _regrant(self, w: Writer, e: Any, member_id: str, role_id: str, how: str) -> None:
+        """The member's open interval ends and one with `role_id` begins, both by the event's actor."""
+        at = w.time(e.timestamp)
+        copied = ("organization_id", "member_id", "user_id", "email", "name", "joined_at")
+        w.run(
+            f"INSERT INTO {{access_intervals}} (interval_id, {', '.join(copied)}, role_id, from_position, from_at,"
+            " granted_how, granted_by_id, granted_by_email)"
+            f" SELECT %s, {', '.join(copied)}, %s, %s, %s, %s, %s, %s FROM {{access_intervals}}"
+            " WHERE member_id = %s AND to_position IS NULL",
+            f"{member_id}@{w.position}",
+            role_id,
+            w.position,
+            at,
+            how,
+            e.actor_id,
+            e.actor_email,
+            member_id,
+        )
+        self._end(w, e, member_id, how, keep=f"{member_id}@{w.position}")
+
+    def _end(self, w: Writer, e: Any, member_id: str, how: str, keep: str = "") -> None:
+        w.run(
+            "UPDATE {access_intervals} SET to_position = %s, to_at = %s, ended_how = %s, ended_by_id = %s,"
+            " ended_by_email = %s WHERE member_id = %s AND to_position IS NULL AND interval_id <> %s",
+            w.position, w.time(e.timestamp), how, e.actor_id, e.actor_email, member_id, keep,
+        )  # fmt: skip
+
+    # -- invitations and links ---------------------------------------------------------------------------------
+    @apply.register(Organization.MemberInvited)
+    def _invited(self, e: Organization.MemberInvited, w: Writer) -> None:
+        self._moment(e, w)
+        if e.replaces_invitation_id is not None:
+            self._invitation_closed(w, e, str(e.replaces_invitation_id), "expired")
+        at = w.time(e.timestamp)
+        self._insert(w, "access_invitations", _INVITATION_COLUMNS, (
+            f"{e.invitation_id}@{w.position}", str(e.originator_id), str(e.invitation_id), e.email, str(e.role_id),
+            "pending", e.actor_id, e.actor_email, at, w.time(e.expires_at), None, 0, None, "queued", None,
+            w.position, at, None, None,
+        ))  # fmt: skip
+
+    @apply.register(Organization.InvitationResent)
+    def _resent(self, e: Organization.InvitationResent, w: Writer) -> None:
+        self._moment(e, w)
+        self._new_version(w, e, "access_invitations", _INVITATION_COLUMNS, "invitation_id", str(e.invitation_id),
+                          expires_at=w.time(e.expires_at), resent_at=w.time(e.timestamp), email_status="queued",
+                          resend_count=_Sql("resend_count + 1"))  # fmt: skip
+
+    @apply.register(Organization.InvitationCancelled)
+    def _cancelled(self, e: Organization.InvitationCancelled, w: Writer) -> None:
+        self._moment(e, w)
+        self._invitation_closed(w, e, str(e.invitation_id), "cancelled")
+
+    @apply.register(Organization.InvitationEmailSent)
+    def _email_sent(self, e: Organization.InvitationEmailSent, w: Writer) -> None:
+        self._moment(e, w)
+        self._new_version(w, e, "access_invitations", _INVITATION_COLUMNS, "invitation_id", str(e.invitation_id),
+                          email_status="sent", last_sent_at=w.time(e.timestamp))  # fmt: skip
+
+    @apply.register(Organization.InvitationEmailFailed)
+    def _email_failed(self, e: Organization.InvitationEmailFailed, w: Writer) -> None:
+        self._moment(e, w)
+        self._new_version(w, e, "access_invitations", _INVITATION_COLUMNS, "invitation_id", str(e.invitation_id),
+                          email_status="failed")  # fmt: skip
+
+    @apply.register(Organization.InviteLinkCreated)
+    def _link_created(self, e: Organization.InviteLinkCreated, w: Writer) -> None:
+        self._moment(e, w)
+        w.run("INSERT INTO {access_links} (link_id, organization_id, created_by_id, created_by_email)"
+              " VALUES (%s, %s, %s, %s)", str(e.link_id), str(e.originator_id), e.actor_id, e.actor_email)  # fmt: skip
+
+    def _invitation_closed(self, w: Writer, e: Any, invitation_id: str, status: str) -> None:
+        self._new_version(w, e, "access_invitations", _INVITATION_COLUMNS, "invitation_id", invitation_id,
+                          status=status, closed_at=w.time(e.timestamp))  # fmt: skip
+
+    # -- the organization --------------------------------------------------------------------------------------
+    @apply.register(Organization.OrganizationDeleted)
+    def _organization_deleted(self, e: Organization.OrganizationDeleted, w: Writer) -> None:
+        self._moment(e, w)
+        org, at = str(e.originator_id), w.time(e.timestamp)
+        w.run(
+            "UPDATE {access_intervals} SET to_position = %s, to_at = %s, ended_how = %s, ended_by_id = %s,"
+            " ended_by_email = %s WHERE organization_id = %s AND to_position IS NULL",
+            w.position, at, ORGANIZATION_DELETED, e.actor_id, e.actor_email, org,
+        )  # fmt: skip
+        self._new_versions(
+            w,
+            e,
+            "access_invitations",
+            _INVITATION_COLUMNS,
+            "invitation_id",
+            "organization_id = %s AND status = 'pending'",
+            (org,),
+            status="cancelled",
+            closed_at=at,
+        )
+        w.run("UPDATE {access_roles} SET to_position = %s, to_at = %s WHERE organization_id = %s"
+              " AND to_position IS NULL", w.position, at, org)  # fmt: skip
+
+    # -- versions ----------------------------------------------------------------------------------------------
+    @staticmethod
+    def _insert(w: Writer, table: str, columns: Sequence[str], values: Sequence[Any]) -> None:
+        marks = ", ".join(["%s"] * len(columns))
+        w.run(f"INSERT INTO {{{table}}} ({', '.join(columns)}) VALUES ({marks})", *values)
+
+    @classmethod
+    def _new_version(
+        cls, w: Writer, e: Any, table: str, columns: Sequence[str], key: str, key_value: str, **changes: Any
+    ) -> None:
+        """A copy of the open version of `key_value` with `changes`, open from this event; the old one closes."""
+        cls._new_versions(w, e, table, columns, key, f"{key} = %s", (key_value,), **changes)
+
+    @staticmethod
+    def _new_versions(
+        w: Writer,
+        e: Any,
+        table: str,
+        columns: Sequence[str],
+        key: str,
+        where: str,
+        params: Sequence[Any],
+        **changes: Any,
+    ) -> None:
+        """New versions, open from this event, of the open versions `where` says, with `changes` (values, or
+        `_Sql` expressions of the copied row); the versions copied close."""
+        at = w.time(e.timestamp)
+        values: dict[str, Any] = {"version_id": _Sql(f"{key} || %s"), "from_position": w.position, "from_at": at,
+                                  "to_position": None, "to_at": None, **changes}  # fmt: skip
+        selected, selected_params = [], []
+        for column in columns:
+            value = values.get(column, _Sql(column))
+            if isinstance(value, _Sql):
+                selected.append(value.expression)
+                if "%s" in value.expression:
+                    selected_params.append(f"@{w.position}")
+            else:
+                selected.append("%s")
+                selected_params.append(value)
+        w.run(
+            f"INSERT INTO {{{table}}} ({', '.join(columns)}) SELECT {', '.join(selected)} FROM {{{table}}}"
+            f" WHERE {where} AND to_position IS NULL",
+            *selected_params, *params,
+        )  # fmt: skip
+        w.run(f"UPDATE {{{table}}} SET to_position = %s, to_at = %s WHERE {where} AND to_position IS NULL"
+              " AND from_position <> %s", w.position, at, *params, w.position)  # fmt: skip
+
+    @staticmethod
+    def _close(w: Writer, e: Any, table: str, key: str, key_value: str) -> None:
+        w.run(f"UPDATE {{{table}}} SET to_position = %s, to_at = %s WHERE {key} = %s AND to_position IS NULL",
+              w.position, w.time(e.timestamp), key_value)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Sql:
+    """A value computed by the database from the copied row (`resend_count + 1`)."""
+
+    expression: str
+
+
+# -- reads -------------------------------------------------------------------------------------------------------------
+OPEN = 2**62  # stands for the end of a version still open, where SQL compares positions
+
+
+def active(alias: str, position: int) -> str:
+    """SQL: the version `alias` is the one in force after the event at `position` (an int: put in as it is)."""
+    k = int(position)
+    return f"{alias}.from_position <= {k} AND ({alias}.to_position IS NULL OR {alias}.to_position > {k})"
+
+
+def position_at(db: ReadDatabase, organization_id: UUID, at: datetime) -> int | None:
+    """The position of the organization's last event at or before `at` (its state "as of" `at` is the state
+    after it); None when it did not exist yet."""
+    with read(db) as tables:
+        rows = tables.fetch(
+            "SELECT position FROM {access_timeline} WHERE organization_id = %s AND at <= %s"
+            " ORDER BY at DESC, position DESC LIMIT 1",
+            str(organization_id), db.to_db_time(at),
+        )  # fmt: skip
+    return int(rows[0][0]) if rows else None
+
+
+_MEMBER_KEYS = (Key("i.joined_at", kind=datetime), Key("i.member_id"))
+
+
+def members_as_of(
+    db: ReadDatabase,
+    organization_id: UUID,
+    at: datetime,
+    role_id: str | None = None,
+    search: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page[MemberRecord]:
+    """`GET /api/members` as it answered at `at` (no last activity: that is telemetry, not history)."""
+    position = position_at(db, organization_id, at)
+    if position is None:
+        return Page([], 0, None)
+    select = (
+        f"SELECT i.member_id, i.organization_id, i.user_id, i.email, i.name, i.joined_at, {ROLE_COLUMNS} "
+        f"FROM {{access_intervals}} i JOIN {{access_roles}} r ON r.role_id = i.role_id AND {active('r', position)}"
+    )
+    where, params = ["i.organization_id = %s", active("i", position)], [str(organization_id)]
+    if role_id:
+        where.append("i.role_id = %s")
+        params.append(role_id)
+    if search:
+        where.append("(LOWER(i.email) LIKE %s ESCAPE '!' OR LOWER(i.name) LIKE %s ESCAPE '!')")
+        pattern = "%" + like_literal(search.lower()) + "%"
+        params.extend([pattern, pattern])
+    total, rows, more = ordered_page(
+        db, "{access_intervals} i", select, " AND ".join(where), params, _MEMBER_KEYS, cursor, limit
+    )
+    members = [MemberRecord(r[0], r[1], r[2], r[3], r[4], role_record(db, r[6:11]), db.when(r[5]), None) for r in rows]
+    return Page(members, total, cursor_after(members[-1].joined_at, members[-1].id) if more else None)
+
+
+_ROLE_AS_OF_SELECT = (
+    "SELECT {columns}, (SELECT COUNT(*) FROM {{access_intervals}} i WHERE i.organization_id = r.organization_id"
+    " AND i.role_id = r.role_id AND {held}) FROM {{access_roles}} r"
+)
+
+
+def roles_as_of(db: ReadDatabase, organization_id: UUID, at: datetime) -> list[RoleRecord]:
+    """Every role as it was at `at`, with how many members held it then, in the roles' order."""
+    position = position_at(db, organization_id, at)
+    if position is None:
+        return []
+    select = _ROLE_AS_OF_SELECT.format(columns=ROLE_COLUMNS, held=active("i", position))
+    with read(db) as tables:
+        rows = tables.fetch(
+            f"{select} WHERE r.organization_id = %s AND {active('r', position)} ORDER BY {order_by(ROLE_KEYS)}",
+            str(organization_id),
+        )
+    return [role_record(db, row[:5], int(row[5])) for row in rows]
+
+
+_INVITATION_KEYS = (Key("i.created_at", descending=True, kind=datetime), Key("i.invitation_id", descending=True))
+
+
+def invitations_as_of(
+    db: ReadDatabase,
+    organization_id: UUID,
+    at: datetime,
+    status: str = "pending",
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page[InvitationRecord]:
+    """`GET /api/invitations` as it answered at `at`: statuses, expiry and e-mail outcomes as they were then."""
+    position = position_at(db, organization_id, at)
+    if position is None:
+        return Page([], 0, None)
+    select = (
+        "SELECT i.invitation_id, i.organization_id, i.email, i.status, i.invited_by_id, i.invited_by_email, "
+        f"i.created_at, i.expires_at, i.resent_at, i.resend_count, i.closed_at, {ROLE_COLUMNS}, i.email_status, "
+        "i.last_sent_at FROM {access_invitations} i "
+        f"JOIN {{access_roles}} r ON r.role_id = i.role_id AND r.from_position <= {int(position)}"
+        " AND (r.to_position IS NULL OR r.to_position > i.from_position)"
+    )  # the role as it was when the version began (a role is never deleted while an invitation gives it)
+    where, params = ["i.organization_id = %s", active("i", position)], [str(organization_id)]
+    where_status, status_params = status_filter(db, status, at)
+    total, rows, more = ordered_page(
+        db, "{access_invitations} i", select, " AND ".join([*where, *where_status]), [*params, *status_params],
+        _INVITATION_KEYS, cursor, limit,
+    )  # fmt: skip
+    items = [invitation_record(db, row, at) for row in rows]
+    return Page(items, total, cursor_after(items[-1].created_at, items[-1].id) if more else None)
+
+
+def invitation_record(db: ReadDatabase, row: Sequence[Any], at: datetime) -> InvitationRecord:
+    t = db.from_db_time
+    expires_at = db.when(row[7])
+    status = "expired" if row[3] == "pending" and expires_at <= at else row[3]
+    return InvitationRecord(
+        row[0], row[1], row[2], status, role_record(db, row[11:16]), row[4], row[5], db.when(row[6]), expires_at,
+        t(row[8]), int(row[9]), t(row[10]), row[16], t(row[17]),
+    )  # fmt: skip
+
+
+# -- a member's history, and access reviews ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Change:
+    """How an interval began or ended: what did it (`how`), who (`by`), through which invitation or link."""
+
+    how: str
+    by: ActorRef
+    via: str | None = None
+
+
+@dataclass(frozen=True)
+class Interval:
+    """One span of time over which a member held one role."""
+
+    member_id: str
+    user_id: str
+    email: str
+    name: str
+    role: RoleRecord  # as it was when the span began (or, in an access review, when it gave the permission)
+    from_at: datetime
+    to_at: datetime | None
+    granted: Change
+    ended: Change | None
+    from_position: int
+    to_position: int | None
+
+
+_INTERVAL_SELECT = (
+    "SELECT i.member_id, i.user_id, i.email, i.name, i.from_at, i.to_at, i.granted_how, i.granted_by_id, "
+    "i.granted_by_email, i.granted_via, i.ended_how, i.ended_by_id, i.ended_by_email, i.from_position, "
+    f"i.to_position, {ROLE_COLUMNS} FROM {{access_intervals}} i JOIN {{access_roles}} r ON r.role_id = i.role_id"
+)
+# the role version in force when the interval began
+_AT_START = " AND r.from_position <= i.from_position AND (r.to_position IS NULL OR r.to_position > i.from_position)"
+
+
+def _interval(db: ReadDatabase, row: Sequence[Any]) -> Interval:
+    ended = Change(row[10], ActorRef(row[11] or "", row[12] or "")) if row[10] else None
+    return Interval(
+        row[0], row[1], row[2], row[3], role_record(db, row[15:20]), db.when(row[4]), db.from_db_time(row[5]),
+        Change(row[6], ActorRef(row[7] or "", row[8] or ""), row[9]), ended, int(row[13]),
+        None if row[14] is None else int(row[14]),
+    )  # fmt: skip
+
+
+def member_history(db: ReadDatabase, organization_id: UUID, member_id: UUID) -> list[Interval]:
+    """Every role the member held, oldest first, with who granted and ended each; empty for no such member."""
+    with read(db) as tables:
+        rows = tables.fetch(
+            f"{_INTERVAL_SELECT}{_AT_START} WHERE i.organization_id = %s AND i.member_id = %s"
+            " ORDER BY i.from_position",
+            str(organization_id), str(member_id),
+        )  # fmt: skip
+    return [_interval(db, row) for row in rows]
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Someone who held a permission in an access review's window, with each interval that gave it."""
+
+    member_id: str
+    user_id: str
+    email: str
+    name: str
+    intervals: list[Interval]
+
+
+def access_review(
+    db: ReadDatabase, organization_id: UUID, permission: str, since: datetime, until: datetime
+) -> list[Holder]:
+    """Everyone who held `permission` at any moment from `since` to `until` (both included), by e-mail, with the
+    intervals that gave it to them (a role's version that held it, overlapping the window)."""
+    last = position_at(db, organization_id, until)
+    if last is None:
+        return []
+    first = position_at(db, organization_id, since) or 0
+    overlaps = (
+        f" AND r.from_position <= {last} AND (r.to_position IS NULL OR r.to_position > {first})"
+        " AND r.from_position < COALESCE(i.to_position, {open}) AND (r.to_position IS NULL"
+        " OR r.to_position > i.from_position)"
+    ).format(open=OPEN)
+    with read(db) as tables:
+        rows = tables.fetch(
+            f"{_INTERVAL_SELECT}{overlaps} WHERE i.organization_id = %s AND i.from_position <= {last}"
+            f" AND (i.to_position IS NULL OR i.to_position > {first}) AND (' ' || r.permissions || ' ') LIKE %s"
+            " ORDER BY i.email, i.member_id, i.from_position, r.from_position",
+            str(organization_id), f"% {like_literal(permission)} %",
+        )  # fmt: skip
+    holders: dict[str, Holder] = {}
+    seen: set[tuple[str, int]] = set()
+    for row in rows:
+        interval = _interval(db, row)
+        if (interval.member_id, interval.from_position) in seen:
+            continue  # the same interval through a later version of its role: the first one tells it
+        seen.add((interval.member_id, interval.from_position))
+        holder = holders.setdefault(
+            interval.member_id, Holder(interval.member_id, interval.user_id, interval.email, interval.name, [])
+        )
+        holder.intervals.append(interval)
+    return list(holders.values())
