@@ -10,7 +10,7 @@ import io
 from typing import Any
 from uuid import UUID
 
-from flask import Response
+from flask import Response, jsonify
 
 from api.auth import Membership, requires
 from api.blueprint import Blueprint
@@ -44,9 +44,8 @@ def member_history(me: Membership, member_id: UUID) -> Any:
     intervals = access.member_history(services().read_db, me.organization_id, member_id)
     if not intervals:
         raise ApiError(404, "member_not_found", f"No member {member_id} in this organization, now or before.")
-    first = intervals[0]
-    return {"member_id": first.member_id, "user_id": first.user_id, "email": intervals[-1].email,
-            "name": intervals[-1].name, "intervals": intervals}  # fmt: skip
+    last = intervals[-1]
+    return jsonify(access.Holder(last.member_id, last.user_id, last.email, last.name, intervals).as_json())
 
 
 @blp.route("/access-review", methods=["GET"])
@@ -62,10 +61,10 @@ def access_review(me: Membership, args: dict[str, Any]) -> Any:
     if until < since:
         raise ApiError(400, "invalid_window", "`to` is before `from`.")
     holders = access.access_review(services().read_db, me.organization_id, args["permission"], since, until)
-    review = {"permission": args["permission"], "since": since, "until": until, "holders": holders}
     if args["format"] == "csv":
         return _csv(holders, f"access-review-{args['permission'].replace(':', '-')}.csv")
-    return review
+    return jsonify({"permission": args["permission"], "since": since.isoformat(), "until": until.isoformat(),
+                    "holders": [holder.as_json() for holder in holders]})  # fmt: skip
 
 
 def _csv(holders: list[access.Holder], filename: str) -> Response:

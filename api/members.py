@@ -124,7 +124,9 @@ def transfer_ownership(me: Membership, member_id: UUID) -> Any:
 def _members_as_of(me: Membership, args: dict[str, Any]) -> Any:
     check_history_reader(me)
     db, at = services().read_db, args["asOf"]
-    role = role_named(access.roles_as_of(db, me.organization_id, at), args.get("role"))
+    role = None
+    if args.get("role"):  # a role of then, perhaps deleted since
+        role = role_named(access.roles_as_of(db, me.organization_id, at, counted=False), args["role"])
     with checked_cursor():
         return access.members_as_of(db, me.organization_id, at, role, args.get("q"), args["limit"], args.get("cursor"))
 

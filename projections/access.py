@@ -35,29 +35,54 @@ CREATED, INVITATION, INVITE_LINK, ROLE_CHANGE, OWNERSHIP_TRANSFER = (
     "created", "invitation", "invite_link", "role_change", "ownership_transfer"
 )  # fmt: skip
 REMOVED, LEFT, ORGANIZATION_DELETED = "removed", "left", "organization_deleted"
-_SPAN = "from_position {bigint} NOT NULL, from_at {ts} NOT NULL, to_position {bigint}, to_at {ts}"
+MEMBERS_DELTA = {
+    Organization.MemberJoined: 1, Organization.InviteAccepted: 1, Organization.MemberJoinedByLink: 1,
+    Organization.MemberRemoved: -1, Organization.MemberLeft: -1,
+}  # fmt: skip
+FEW = 5000  # active intervals few enough to find by their spans and sort, rather than walk in order
+_SPAN = (
+    "from_position {bigint} NOT NULL, from_at {ts} NOT NULL, to_position {bigint}, to_at {ts}, lane {bigint} NOT NULL"
+)
+# Each organization's versions lie in a lane of positions of its own, so that a GiST index over the spans
+# (`lane + from_position` to `lane + to_position`) tells PostgreSQL's planner, from the spans alone, how few
+# versions contain a position of one organization: with positions shared by every tenant, it counted those
+# of a 100,000-member organization too, scanned the table, and took 100 ms where the index takes 1.
+LANE_BITS = 40  # positions (the event log's notification ids) stay below 2**40, a trillion events
+LANE_END = 2**LANE_BITS  # stands for the end of a version still open
 _INTERVAL_COLUMNS = (
     "interval_id", "organization_id", "member_id", "user_id", "email", "name", "role_id", "joined_at",
     "from_position", "from_at", "to_position", "to_at", "granted_how", "granted_by_id", "granted_by_email",
-    "granted_via", "ended_how", "ended_by_id", "ended_by_email",
+    "granted_via", "ended_how", "ended_by_id", "ended_by_email", "lane",
 )  # fmt: skip
 _ROLE_COLUMNS = (
     "version_id", "organization_id", "role_id", "name", "description", "is_system", "permissions", "created_at",
-    "changed_by_id", "changed_by_email", "from_position", "from_at", "to_position", "to_at",
+    "changed_by_id", "changed_by_email", "from_position", "from_at", "to_position", "to_at", "lane",
 )  # fmt: skip
 _INVITATION_COLUMNS = (
     "version_id", "organization_id", "invitation_id", "email", "role_id", "status", "invited_by_id",
     "invited_by_email", "created_at", "expires_at", "resent_at", "resend_count", "closed_at", "email_status",
-    "last_sent_at", "from_position", "from_at", "to_position", "to_at",
+    "last_sent_at", "from_position", "from_at", "to_position", "to_at", "lane",
 )  # fmt: skip
+
+
+def span(alias: str = "") -> str:
+    """SQL: a version's span in its organization's lane (the expression the spans' GiST indexes)."""
+    a = f"{alias}." if alias else ""
+    return f"int8range({a}lane + {a}from_position, {a}lane + COALESCE({a}to_position, {LANE_END}))"
+
+
+def lane(organization_id: Any) -> int:
+    """Where the organization's versions lie among the spans (see LANE_BITS)."""
+    return int(str(organization_id).replace("-", "")[:5], 16) << LANE_BITS
 
 
 class AccessProjection(Projection):
     name = "access"
     ignores_unregistered_events = False  # every event of an organization is a moment of its timeline
     tables = {
+        # every event: its moment (see the module's docstring), and how many members there were after it
         "access_timeline": "organization_id TEXT NOT NULL, position {bigint} NOT NULL, at {ts} NOT NULL, "
-        "PRIMARY KEY (organization_id, position)",
+        "members INTEGER NOT NULL, PRIMARY KEY (organization_id, position)",
         "access_intervals": (
             "interval_id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, member_id TEXT NOT NULL, "
             "user_id TEXT NOT NULL, email TEXT NOT NULL, name TEXT NOT NULL, role_id TEXT NOT NULL, "
@@ -78,15 +103,22 @@ class AccessProjection(Projection):
         "access_links": "link_id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, created_by_id TEXT NOT NULL, "
         "created_by_email TEXT NOT NULL",
     }
+    postgres_indexes = [
+        ("spans", table, "", f"gist ({span()})") for table in ("access_intervals", "access_roles", "access_invitations")
+    ]
     indexes = [
         ("by_org_at", "access_timeline", "organization_id, at, position"),
         ("by_member", "access_intervals", "member_id, from_position"),
+        ("open_by_member", "access_intervals", "member_id WHERE to_position IS NULL"),
+        ("open_by_org", "access_intervals", "organization_id, joined_at, member_id WHERE to_position IS NULL"),
         ("by_org_joined", "access_intervals", "organization_id, joined_at, member_id"),
         ("by_org_from", "access_intervals", "organization_id, from_position"),
         ("by_org_role", "access_intervals", "organization_id, role_id, from_position"),
         ("by_role", "access_roles", "role_id, from_position"),
+        ("open_by_role", "access_roles", "role_id WHERE to_position IS NULL"),
         ("by_org", "access_roles", "organization_id, from_position"),
         ("by_invitation", "access_invitations", "invitation_id, from_position"),
+        ("open_by_invitation", "access_invitations", "invitation_id WHERE to_position IS NULL"),
         ("by_org_created", "access_invitations", "organization_id, created_at, invitation_id"),
     ]
 
@@ -112,8 +144,15 @@ class AccessProjection(Projection):
             w.run("UPDATE {access_timeline} SET at = %s WHERE organization_id = %s AND at > %s", w.time(at), org,
                   w.time(at))  # fmt: skip
         self._latest[org] = at if latest is None else max(latest, at)
-        w.run("INSERT INTO {access_timeline} (organization_id, position, at) VALUES (%s, %s, %s)", org, w.position,
-              w.time(at))  # fmt: skip
+        params: tuple[Any, ...] = ()
+        if isinstance(e, Organization.OrganizationDeleted):
+            members = "0"
+        else:  # the count after the event before, and this one's change to it
+            members = "COALESCE((SELECT t.members FROM {access_timeline} t WHERE t.organization_id = %s ORDER BY" \
+                      " t.position DESC LIMIT 1), 0) + %s"  # fmt: skip
+            params = (org, MEMBERS_DELTA.get(type(e), 0))
+        w.run(f"INSERT INTO {{access_timeline}} (organization_id, position, at, members) VALUES (%s, %s, %s, {members})",
+              org, w.position, w.time(at), *params)  # fmt: skip
 
     # -- roles -------------------------------------------------------------------------------------------------
     @apply.register(Organization.Created)
@@ -146,6 +185,7 @@ class AccessProjection(Projection):
         self._insert(w, "access_roles", _ROLE_COLUMNS, (
             f"{role_id}@{w.position}", str(e.originator_id), role_id, name, description, int(system),
             encode_permissions(permissions), at, e.actor_id, e.actor_email, w.position, at, None, None,
+            lane(e.originator_id),
         ))  # fmt: skip
 
     # -- members -----------------------------------------------------------------------------------------------
@@ -203,15 +243,15 @@ class AccessProjection(Projection):
         at = w.time(e.timestamp)
         w.run(
             f"INSERT INTO {{access_intervals}} ({', '.join(_INTERVAL_COLUMNS)}) VALUES (%s, %s, %s, %s, %s, %s, %s,"
-            f" %s, %s, %s, NULL, NULL, %s, {by_sql[0]}, {by_sql[1]}, %s, NULL, NULL, NULL)",
+            f" %s, %s, %s, NULL, NULL, %s, {by_sql[0]}, {by_sql[1]}, %s, NULL, NULL, NULL, %s)",
             f"{e.member_id}@{w.position}", str(e.originator_id), str(e.member_id), e.user_id, e.email, e.name,
-            role_id, at, w.position, at, how, *by, via,
+            role_id, at, w.position, at, how, *by, via, lane(e.originator_id),
         )  # fmt: skip
 
     def _regrant(self, w: Writer, e: Any, member_id: str, role_id: str, how: str) -> None:
         """The member's open interval ends and one with `role_id` begins, both by the event's actor."""
         at = w.time(e.timestamp)
-        copied = ("organization_id", "member_id", "user_id", "email", "name", "joined_at")
+        copied = ("organization_id", "member_id", "user_id", "email", "name", "joined_at", "lane")
         w.run(
             f"INSERT INTO {{access_intervals}} (interval_id, {', '.join(copied)}, role_id, from_position, from_at,"
             " granted_how, granted_by_id, granted_by_email)"
@@ -245,7 +285,7 @@ class AccessProjection(Projection):
         self._insert(w, "access_invitations", _INVITATION_COLUMNS, (
             f"{e.invitation_id}@{w.position}", str(e.originator_id), str(e.invitation_id), e.email, str(e.role_id),
             "pending", e.actor_id, e.actor_email, at, w.time(e.expires_at), None, 0, None, "queued", None,
-            w.position, at, None, None,
+            w.position, at, None, None, lane(e.originator_id),
         ))  # fmt: skip
 
     @apply.register(Organization.InvitationResent)
@@ -370,22 +410,40 @@ class _Sql:
 OPEN = 2**62  # stands for the end of a version still open, where SQL compares positions
 
 
-def active(alias: str, position: int) -> str:
-    """SQL: the version `alias` is the one in force after the event at `position` (an int: put in as it is)."""
+def active(db: ReadDatabase, alias: str, organization_id: Any, position: int) -> str:
+    """SQL: the version `alias` (of `organization_id`) is the one in force after the event at `position` (an
+    int: put in as it is); on PostgreSQL as its span containing the position, which the spans' GiST finds."""
     k = int(position)
+    if not db.is_sqlite:
+        return f"{span(alias)} @> {lane(organization_id) + k}::bigint"
     return f"{alias}.from_position <= {k} AND ({alias}.to_position IS NULL OR {alias}.to_position > {k})"
+
+
+def overlapping(db: ReadDatabase, alias: str, organization_id: Any, first: int, last: int) -> str:
+    """SQL: the version `alias` was in force after some event from `first` to `last` (ints), both included."""
+    first, last = int(first), int(last)
+    if not db.is_sqlite:
+        base = lane(organization_id)
+        return f"{span(alias)} && int8range({base + first}, {base + last + 1})"
+    return f"{alias}.from_position <= {last} AND ({alias}.to_position IS NULL OR {alias}.to_position > {first})"
 
 
 def position_at(db: ReadDatabase, organization_id: UUID, at: datetime) -> int | None:
     """The position of the organization's last event at or before `at` (its state "as of" `at` is the state
     after it); None when it did not exist yet."""
+    found = moment_at(db, organization_id, at)
+    return None if found is None else found[0]
+
+
+def moment_at(db: ReadDatabase, organization_id: UUID, at: datetime) -> tuple[int, int] | None:
+    """The position of the organization's last event at or before `at`, and how many members it had then."""
     with read(db) as tables:
         rows = tables.fetch(
-            "SELECT position FROM {access_timeline} WHERE organization_id = %s AND at <= %s"
+            "SELECT position, members FROM {access_timeline} WHERE organization_id = %s AND at <= %s"
             " ORDER BY at DESC, position DESC LIMIT 1",
             str(organization_id), db.to_db_time(at),
         )  # fmt: skip
-    return int(rows[0][0]) if rows else None
+    return (int(rows[0][0]), int(rows[0][1])) if rows else None
 
 
 _MEMBER_KEYS = (Key("i.joined_at", kind=datetime), Key("i.member_id"))
@@ -399,16 +457,27 @@ def members_as_of(
     search: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    few: int = FEW,
 ) -> Page[MemberRecord]:
     """`GET /api/members` as it answered at `at` (no last activity: that is telemetry, not history)."""
-    position = position_at(db, organization_id, at)
-    if position is None:
+    moment = moment_at(db, organization_id, at)
+    if moment is None:
         return Page([], 0, None)
+    position, count = moment
+    org = str(organization_id)
+    if count <= few and not db.is_sqlite:
+        # Few members then: found by their spans (the GiST index), then ordered. Walking the organization's
+        # intervals in order (below) would read all of a long history's for the first page.
+        source, params = f"(SELECT * FROM {{access_intervals}} s WHERE s.organization_id = %s AND " \
+                         f"{active(db, 's', org, position)} OFFSET 0) i", [org]  # fmt: skip
+    else:
+        source, params = "{access_intervals} i", []
     select = (
         f"SELECT i.member_id, i.organization_id, i.user_id, i.email, i.name, i.joined_at, {ROLE_COLUMNS} "
-        f"FROM {{access_intervals}} i JOIN {{access_roles}} r ON r.role_id = i.role_id AND {active('r', position)}"
+        f"FROM {source} JOIN {{access_roles}} r ON r.role_id = i.role_id AND {active(db, 'r', org, position)}"
     )
-    where, params = ["i.organization_id = %s", active("i", position)], [str(organization_id)]
+    where = ["i.organization_id = %s", active(db, "i", org, position)]
+    params.append(org)
     if role_id:
         where.append("i.role_id = %s")
         params.append(role_id)
@@ -416,28 +485,33 @@ def members_as_of(
         where.append("(LOWER(i.email) LIKE %s ESCAPE '!' OR LOWER(i.name) LIKE %s ESCAPE '!')")
         pattern = "%" + like_literal(search.lower()) + "%"
         params.extend([pattern, pattern])
+    filtered = bool(role_id or search)  # else the timeline knows how many
     total, rows, more = ordered_page(
-        db, "{access_intervals} i", select, " AND ".join(where), params, _MEMBER_KEYS, cursor, limit
+        db, source, select, " AND ".join(where), params, _MEMBER_KEYS, cursor, limit, counted=filtered
     )
+    total = total if filtered else count
     members = [MemberRecord(r[0], r[1], r[2], r[3], r[4], role_record(db, r[6:11]), db.when(r[5]), None) for r in rows]
     return Page(members, total, cursor_after(members[-1].joined_at, members[-1].id) if more else None)
 
 
-_ROLE_AS_OF_SELECT = (
-    "SELECT {columns}, (SELECT COUNT(*) FROM {{access_intervals}} i WHERE i.organization_id = r.organization_id"
-    " AND i.role_id = r.role_id AND {held}) FROM {{access_roles}} r"
+_ROLE_HOLDERS = (
+    "(SELECT COUNT(*) FROM {{access_intervals}} i WHERE i.organization_id = r.organization_id"
+    " AND i.role_id = r.role_id AND {held})"
 )
 
 
-def roles_as_of(db: ReadDatabase, organization_id: UUID, at: datetime) -> list[RoleRecord]:
-    """Every role as it was at `at`, with how many members held it then, in the roles' order."""
+def roles_as_of(db: ReadDatabase, organization_id: UUID, at: datetime, counted: bool = True) -> list[RoleRecord]:
+    """Every role as it was at `at`, with how many members held it then (unless not `counted`: 0), in the
+    roles' order."""
     position = position_at(db, organization_id, at)
     if position is None:
         return []
-    select = _ROLE_AS_OF_SELECT.format(columns=ROLE_COLUMNS, held=active("i", position))
+    held = active(db, "i", organization_id, position)
+    count = _ROLE_HOLDERS.format(held=held) if counted else "0"
     with read(db) as tables:
         rows = tables.fetch(
-            f"{select} WHERE r.organization_id = %s AND {active('r', position)} ORDER BY {order_by(ROLE_KEYS)}",
+            f"SELECT {ROLE_COLUMNS}, {count} FROM {{access_roles}} r WHERE r.organization_id = %s"
+            f" AND {active(db, 'r', organization_id, position)} ORDER BY {order_by(ROLE_KEYS)}",
             str(organization_id),
         )
     return [role_record(db, row[:5], int(row[5])) for row in rows]
@@ -465,7 +539,7 @@ def invitations_as_of(
         f"JOIN {{access_roles}} r ON r.role_id = i.role_id AND r.from_position <= {int(position)}"
         " AND (r.to_position IS NULL OR r.to_position > i.from_position)"
     )  # the role as it was when the version began (a role is never deleted while an invitation gives it)
-    where, params = ["i.organization_id = %s", active("i", position)], [str(organization_id)]
+    where, params = ["i.organization_id = %s", active(db, "i", organization_id, position)], [str(organization_id)]
     where_status, status_params = status_filter(db, status, at)
     total, rows, more = ordered_page(
         db, "{access_invitations} i", select, " AND ".join([*where, *where_status]), [*params, *status_params],
@@ -494,6 +568,9 @@ class Change:
     by: ActorRef
     via: str | None = None
 
+    def as_json(self) -> dict[str, Any]:
+        return {"how": self.how, "by": {"userId": self.by.user_id, "email": self.by.email}, "via": self.via}
+
 
 @dataclass(frozen=True)
 class Interval:
@@ -510,6 +587,18 @@ class Interval:
     ended: Change | None
     from_position: int
     to_position: int | None
+
+    def as_json(self) -> dict[str, Any]:
+        """As the API answers it (api.schemas.IntervalSchema): built directly, as a member with a long history
+        has hundreds of intervals, which the schema would take a hundred microseconds each to write."""
+        role = self.role
+        return {
+            "role": {"id": role.id, "name": role.name, "permissions": list(role.permissions)},
+            "since": self.from_at.isoformat(),
+            "until": None if self.to_at is None else self.to_at.isoformat(),
+            "granted": self.granted.as_json(),
+            "ended": None if self.ended is None else self.ended.as_json(),
+        }
 
 
 _INTERVAL_SELECT = (
@@ -551,6 +640,11 @@ class Holder:
     name: str
     intervals: list[Interval]
 
+    def as_json(self) -> dict[str, Any]:
+        """As the API answers it (api.schemas.MemberHistorySchema)."""
+        return {"memberId": self.member_id, "userId": self.user_id, "email": self.email, "name": self.name,
+                "intervals": [interval.as_json() for interval in self.intervals]}  # fmt: skip
+
 
 def access_review(
     db: ReadDatabase, organization_id: UUID, permission: str, since: datetime, until: datetime
@@ -561,17 +655,25 @@ def access_review(
     if last is None:
         return []
     first = position_at(db, organization_id, since) or 0
-    overlaps = (
-        f" AND r.from_position <= {last} AND (r.to_position IS NULL OR r.to_position > {first})"
-        " AND r.from_position < COALESCE(i.to_position, {open}) AND (r.to_position IS NULL"
-        " OR r.to_position > i.from_position)"
-    ).format(open=OPEN)
+    pattern = f"% {like_literal(permission)} %"
+    # The interval, the role's version and the window overlap two by two, so all three do (Helly, on a line).
+    version = f"{overlapping(db, 'r', organization_id, first, last)} AND (' ' || r.permissions || ' ') LIKE %s"
     with read(db) as tables:
+        # First the roles that gave the permission in the window (a few versions): their intervals are then
+        # read by role, not every interval of the window.
+        roles = [row[0] for row in tables.fetch(
+            f"SELECT DISTINCT r.role_id FROM {{access_roles}} r WHERE r.organization_id = %s AND {version}",
+            str(organization_id), pattern,
+        )]  # fmt: skip
+        if not roles:
+            return []
         rows = tables.fetch(
-            f"{_INTERVAL_SELECT}{overlaps} WHERE i.organization_id = %s AND i.from_position <= {last}"
-            f" AND (i.to_position IS NULL OR i.to_position > {first}) AND (' ' || r.permissions || ' ') LIKE %s"
+            f"{_INTERVAL_SELECT} AND {version} AND r.from_position < COALESCE(i.to_position, {OPEN})"
+            " AND (r.to_position IS NULL OR r.to_position > i.from_position)"
+            f" WHERE i.organization_id = %s AND i.role_id IN ({', '.join(['%s'] * len(roles))})"
+            f" AND {overlapping(db, 'i', organization_id, first, last)}"
             " ORDER BY i.email, i.member_id, i.from_position, r.from_position",
-            str(organization_id), f"% {like_literal(permission)} %",
+            pattern, str(organization_id), *roles,
         )  # fmt: skip
     holders: dict[str, Holder] = {}
     seen: set[tuple[str, int]] = set()

@@ -32,8 +32,15 @@ class MembersProjection(Projection):
         ("by_org_email", "members", "organization_id, email"),
         ("by_user", "members", "user_id, organization_id"),
     ]
-    # Search: `LOWER(email) LIKE '%text%' OR LOWER(name) LIKE ...` served by an index, not a scan of the org
-    search_indexes = [("email_trgm", "members", "LOWER(email)"), ("name_trgm", "members", "LOWER(name)")]
+    # Search (`LOWER(email) LIKE '%text%' OR LOWER(name) LIKE ...`) served by trigram indexes, not a scan of the
+    # organization. Their list of rows not yet sorted in is kept short (128 kB, not 4 MB): every search reads all
+    # of it, so at the default a search on 100,000 freshly loaded members took 140 ms, and 12 ms at 128 kB;
+    # sorting each row in at once (no list at all) made loading those members twice as long, 128 kB a third.
+    postgres_indexes = [
+        (f"{column}_trgm", "members", "pg_trgm",
+         f"gin ((LOWER({column})) {{schema}}.gin_trgm_ops) WITH (gin_pending_list_limit = 128)")
+        for column in ("email", "name")
+    ]  # fmt: skip
     batched = {"organizations": "organization_id", "members": "member_id"}
 
     @singledispatchmethod

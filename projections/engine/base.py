@@ -54,12 +54,12 @@ class Projection:
     name: ClassVar[str]
     # logical table name -> column definitions; {ts}, {bigint}, {json} are portable types
     tables: ClassVar[dict[str, str]]
-    # index definitions: (index suffix, logical table, columns)
+    # index definitions: (index suffix, logical table, columns), the columns perhaps followed by " WHERE ..."
+    # (a partial index)
     indexes: ClassVar[list[tuple[str, str, str]]] = []
-    # PostgreSQL only, where pg_trgm is installed: trigram GIN indexes that serve `LIKE '%text%'` on an
-    # expression: (index suffix, logical table, expression)
-    search_indexes: ClassVar[list[tuple[str, str, str]]] = []
-    # tables whose changes are gathered per batch (see projections.engine.changes): logical table -> key column
+    # PostgreSQL only, each where its extension ("" for none) is installed (ReadDatabase.extensions): (index
+    # suffix, logical table, extension, what follows USING), where {schema} stands for the extension's schema
+    postgres_indexes: ClassVar[list[tuple[str, str, str, str]]] = []
     batched: ClassVar[dict[str, str]] = {}
     # Raise it when the handlers change what they write (the tables and indexes are fingerprinted anyway):
     # the service then rebuilds this read model by itself (see `projections.engine.definitions`).
@@ -78,8 +78,8 @@ class Projection:
     def fingerprint(cls) -> str:
         """Changes whenever the definition does: tables, indexes or `version`."""
         definition: dict[str, Any] = {"tables": cls.tables, "indexes": cls.indexes, "version": cls.version}
-        if cls.search_indexes:  # only then: the others' fingerprints stay what they were
-            definition["search_indexes"] = cls.search_indexes
+        if cls.postgres_indexes:  # only then: the others' fingerprints stay what they were
+            definition["postgres_indexes"] = cls.postgres_indexes
         return _digest(definition)
 
     @classmethod
@@ -115,25 +115,26 @@ class Projection:
             types = {"ts": db.type("ts"), "bigint": db.type("bigint"), "json": db.type("json")}
             cursor.execute(f"CREATE TABLE IF NOT EXISTS {self.table_names[logical]} ({columns.format(**types)})")
         if with_indexes:
-            for statement in self.index_statements(db.trigram_opclass(cursor)):
+            for statement in self.index_statements(db.extensions(cursor)):
                 cursor.execute(statement)
 
-    def index_statements(self, trigram_opclass: str | None) -> list[str]:
+    def index_statements(self, extensions: dict[str, str] | None) -> list[str]:
         """Secondary indexes (for the queries); building them once over full tables beats updating them per row.
-        The search indexes need pg_trgm's operator class (`ReadDatabase.trigram_opclass`). Their list of rows
-        not yet sorted in is kept short (128 kB, not 4 MB): every search reads all of it, so at the default a
-        search on 100,000 freshly loaded members took 140 ms, and 12 ms at 128 kB; sorting each row in at once
-        (no list at all) took loading those members twice as long, 128 kB a third longer."""
-        statements = [
-            f"CREATE INDEX IF NOT EXISTS {self.table_names[logical]}_{suffix} ON {self.table_names[logical]} ({columns})"
-            for suffix, logical, columns in self.indexes
-        ]
-        if trigram_opclass is not None:
-            statements += [
-                f"CREATE INDEX IF NOT EXISTS {self.table_names[logical]}_{suffix} ON {self.table_names[logical]}"
-                f" USING gin (({expression}) {trigram_opclass}) WITH (gin_pending_list_limit = 128)"
-                for suffix, logical, expression in self.search_indexes
-            ]
+        PostgreSQL's own ones are made where their extension is installed (`extensions`: name -> schema; None
+        on SQLite)."""
+        statements = []
+        for suffix, logical, definition in self.indexes:
+            columns, _, where = definition.partition(" WHERE ")
+            table = self.table_names[logical]
+            partial = f" WHERE {where}" if where else ""
+            statements.append(f"CREATE INDEX IF NOT EXISTS {table}_{suffix} ON {table} ({columns}){partial}")
+        if extensions is None:
+            return statements
+        for suffix, logical, extension, using in self.postgres_indexes:
+            if not extension or extension in extensions:
+                table = self.table_names[logical]
+                method = using.format(schema=extensions.get(extension, ""))
+                statements.append(f"CREATE INDEX IF NOT EXISTS {table}_{suffix} ON {table} USING {method}")
         return statements
 
     def drop_tables(self, cursor: Cursor) -> None:

@@ -165,8 +165,8 @@ class Rebuild:
     def _create_indexes(self, builds: list[Build]) -> None:
         """Every build's secondary indexes; on PostgreSQL several at once (each sorts its table on a core)."""
         with self.db.snapshot() as cursor:
-            opclass = self.db.trigram_opclass(cursor)
-        statements = [statement for build in builds for statement in build.projection.index_statements(opclass)]
+            extensions = self.db.extensions(cursor)
+        statements = [statement for build in builds for statement in build.projection.index_statements(extensions)]
 
         def create(statement: str) -> None:
             with self.db.transaction() as cursor:

@@ -87,6 +87,10 @@ class Progress:
             return self._commits
 
 
+# PostgreSQL extensions the read models' indexes use, and what they serve (see Projection.postgres_indexes)
+EXTENSIONS = {"pg_trgm": "member search"}
+
+
 class ReadDatabase:
     """Connections to the read-model tables (they live beside the event store)."""
 
@@ -120,30 +124,33 @@ class ReadDatabase:
         """Portable column types: ts, bigint, json."""
         return (SQLITE_TYPES if self.is_sqlite else POSTGRES_TYPES)[name]
 
-    def install_trigrams(self, cursor: Cursor) -> None:
-        """PostgreSQL: the pg_trgm extension, which lets an index serve `LIKE '%text%'` (member search).
-        A role that may not create it gets a warning, and searches that scan."""
+    def install_extensions(self, cursor: Cursor) -> None:
+        """PostgreSQL: the extensions some indexes need (EXTENSIONS), each where the role may install it (a
+        trusted extension: `CREATE` on the database is enough); without one, a warning, and queries that scan
+        where its index would have served."""
         if self.is_sqlite:
             return
-        cursor.execute("SAVEPOINT trigrams")
-        try:
-            cursor.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
-        except psycopg.Error as error:
-            cursor.execute("ROLLBACK TO SAVEPOINT trigrams")
-            log.warning("pg_trgm is not installed (%s): member search will scan instead of using an index", error)
-        else:
-            cursor.execute("RELEASE SAVEPOINT trigrams")
+        for name, serves in EXTENSIONS.items():
+            cursor.execute("SAVEPOINT extension")
+            try:
+                cursor.execute(f"CREATE EXTENSION IF NOT EXISTS {name}")
+            except psycopg.Error as error:
+                cursor.execute("ROLLBACK TO SAVEPOINT extension")
+                log.warning("%s is not installed (%s): %s will scan instead of using an index", name, error, serves)
+            else:
+                cursor.execute("RELEASE SAVEPOINT extension")
 
-    def trigram_opclass(self, cursor: Cursor) -> str | None:
-        """pg_trgm's GIN operator class, qualified by the schema it was installed in; None without it."""
+    def extensions(self, cursor: Cursor) -> dict[str, str] | None:
+        """The installed extensions of EXTENSIONS, each with the (quoted) schema it was installed in; None on
+        SQLite (no PostgreSQL index at all)."""
         if self.is_sqlite:
             return None
         cursor.execute(
-            "SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace"
-            " WHERE e.extname = 'pg_trgm'"
+            "SELECT e.extname, n.nspname FROM pg_catalog.pg_extension e"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = ANY(%s)",
+            (list(EXTENSIONS),),
         )
-        row = cursor.fetchone()
-        return None if row is None else f'"{row[0]}".gin_trgm_ops'
+        return {name: f'"{schema}"' for name, schema in cursor.fetchall()}
 
     def columns(self, cursor: Cursor, table: str) -> set[str]:
         """The columns `table` has (none when there is no such table)."""

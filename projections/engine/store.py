@@ -60,7 +60,7 @@ def setup(db: ReadDatabase, *others: TableOwner) -> None:
     service's operational state), in one transaction. Safe to run from many processes: call it
     under `db.schema_lock()`."""
     with db.transaction() as cursor:
-        db.install_trigrams(cursor)
+        db.install_extensions(cursor)
         tracking.create_table(db, cursor)
         tracking.create_shares_table(db, cursor)
         parking.create_table(db, cursor)

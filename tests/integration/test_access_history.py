@@ -94,6 +94,10 @@ def test_members_as_of_each_moment(services: Services, story: Story) -> None:
     assert [m.email for m in viewers.items] == [story.dee.email] and viewers.total == 1
     found = access.members_as_of(services.read_db, story.org, t["dee joins"], search=story.ann.email[:6].upper())
     assert [m.email for m in found.items] == [story.ann.email]
+    for at in t.values():  # found by spans or walked in order, the same page
+        assert access.members_as_of(services.read_db, story.org, at, few=0) == access.members_as_of(
+            services.read_db, story.org, at
+        )
 
 
 def test_roles_as_of_show_permissions_and_holders_then(services: Services, story: Story) -> None:
