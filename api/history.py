@@ -22,7 +22,6 @@ from membership import authorization
 from membership import exceptions as err
 from membership.permissions import VIEW_MEMBERS
 from projections import access
-from projections.exports import spreadsheet_cell
 
 blp = Blueprint("history", __name__, url_prefix="/api", description="Access history, for auditors")
 
@@ -30,8 +29,6 @@ blp = Blueprint("history", __name__, url_prefix="/api", description="Access hist
 def check_history_reader(me: Membership) -> None:
     """The organization's history is for members with view:members (as every list "as of" a moment)."""
     authorization.check_permission(me.member.role.permissions, VIEW_MEMBERS)
-CSV_COLUMNS = ("email", "name", "userId", "memberId", "role", "permissions", "since", "until", "grantedHow",
-               "grantedBy", "grantedVia", "endedHow", "endedBy")  # fmt: skip
 
 
 @blp.route("/members/<uuid:member_id>/history", methods=["GET"])
@@ -70,15 +67,7 @@ def access_review(me: Membership, args: dict[str, Any]) -> Any:
 def _csv(holders: list[access.Holder], filename: str) -> Response:
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(CSV_COLUMNS)
-    for holder in holders:
-        for i in holder.intervals:
-            ended = i.ended
-            writer.writerow(map(spreadsheet_cell, [
-                holder.email, holder.name, holder.user_id, holder.member_id, i.role.name, " ".join(i.role.permissions),
-                i.from_at.isoformat(), i.to_at.isoformat() if i.to_at else "", i.granted.how,
-                i.granted.by.email or i.granted.by.user_id, i.granted.via or "", ended.how if ended else "",
-                (ended.by.email or ended.by.user_id) if ended else "",
-            ]))  # fmt: skip
+    writer.writerow(access.REVIEW_COLUMNS)
+    writer.writerows(access.review_rows(holders))
     return Response(out.getvalue(), content_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})  # fmt: skip

@@ -14,7 +14,7 @@ grant by invitation or link names its grantor with a sub-query): there is no sta
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import singledispatchmethod
@@ -26,6 +26,7 @@ from membership.permissions import OWNER
 from projections.engine.base import Projection, Writer
 from projections.engine.reading import Key, Page, cursor_after, like_literal, order_by, ordered_page, read
 from projections.engine.sql import ReadDatabase
+from projections.exports import spreadsheet_cell
 from projections.invitations import InvitationRecord, status_filter
 from projections.members import ActorRef, MemberRecord
 from projections.roles import ROLE_COLUMNS, ROLE_KEYS, RoleRecord, encode_permissions, role_record
@@ -687,3 +688,20 @@ def access_review(
         )
         holder.intervals.append(interval)
     return list(holders.values())
+
+
+REVIEW_COLUMNS = ("email", "name", "userId", "memberId", "role", "permissions", "since", "until", "grantedHow",
+                  "grantedBy", "grantedVia", "endedHow", "endedBy")  # fmt: skip
+
+
+def review_rows(holders: list[Holder]) -> Iterator[list[str]]:
+    """An access review as CSV rows under REVIEW_COLUMNS: one per interval, safe to open in a spreadsheet."""
+    for holder in holders:
+        for i in holder.intervals:
+            ended = i.ended
+            yield [spreadsheet_cell(cell) for cell in (
+                holder.email, holder.name, holder.user_id, holder.member_id, i.role.name, " ".join(i.role.permissions),
+                i.from_at.isoformat(), i.to_at.isoformat() if i.to_at else "", i.granted.how,
+                i.granted.by.email or i.granted.by.user_id, i.granted.via or "", ended.how if ended else "",
+                (ended.by.email or ended.by.user_id) if ended else "",
+            )]  # fmt: skip

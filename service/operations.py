@@ -6,7 +6,7 @@ import csv
 import getpass
 import json
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -14,10 +14,13 @@ import click
 from tqdm import tqdm
 
 from membership.exceptions import MembershipError
+from membership.permissions import all_permissions
+from projections import access
 from projections.audit import iter_audit
 from projections.engine import parking, retrying, store
 from projections.engine.catalog import PROJECTIONS
 from projections.engine.rebuild import PARALLEL_MIN_EVENTS, Rebuild, default_workers
+from projections.exports import spreadsheet_cell
 from projections.history import organization_at
 from service.bootstrap import Services
 from service.console import Timestamp, services
@@ -205,11 +208,8 @@ def audit_export(organization_id: UUID, since: datetime | None, until: datetime 
                     entry.position,
                     entry.occurred_at.isoformat(),
                     entry.event_type,
-                    entry.actor_id,
-                    entry.actor_email,
-                    entry.target_type,
-                    entry.target_id,
-                    entry.target_label,
+                    *map(spreadsheet_cell, (entry.actor_id, entry.actor_email, entry.target_type, entry.target_id,
+                                            entry.target_label)),
                     json.dumps(entry.details, sort_keys=True),
                 ]
             )
@@ -234,6 +234,63 @@ def audit_replay(organization_id: UUID, at: datetime, as_json: bool) -> None:
     _table("Roles", past.roles, ["name", "isSystem", "permissions"])
     _table("Pending invitations", past.pending_invitations, ["email", "role", "expiresAt"])
     _table("Invite links", past.invite_links, ["id", "role", "useCount", "maxUses", "expiresAt"])
+
+
+@audit.command("history")
+@click.option("--org", "organization_id", required=True, type=click.UUID)
+@click.option("--member", "member_id", required=True, type=click.UUID, help="The member's id (also a former member).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (as GET /api/members/{id}/history).")
+def audit_history(organization_id: UUID, member_id: UUID, as_json: bool) -> None:
+    """Every role a member held: when, granted how and by whom, ended how and by whom."""
+    with services() as built:
+        intervals = access.member_history(built.read_db, organization_id, member_id)
+    if not intervals:
+        click.echo(f"membership: no member {member_id} in organization {organization_id}, now or before", err=True)
+        sys.exit(1)
+    last = intervals[-1]
+    holder = access.Holder(last.member_id, last.user_id, last.email, last.name, intervals)
+    if as_json:
+        click.echo(json.dumps(holder.as_json(), indent=2))
+        return
+    click.echo(f"{holder.email} ({holder.name or holder.user_id})")
+    _table("Roles held", [_interval_row(i) for i in intervals], ["role", "since", "until", "granted", "ended"])
+
+
+@audit.command("access-review")
+@click.option("--org", "organization_id", required=True, type=click.UUID)
+@click.option("--permission", required=True, type=click.Choice([p.id for p in all_permissions()]))
+@click.option("--from", "since", required=True, type=Timestamp(), help="The window's start (ISO 8601).")
+@click.option("--to", "until", type=Timestamp(), help="The window's end, included (default: now).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+def audit_access_review(
+    organization_id: UUID, permission: str, since: datetime, until: datetime | None, fmt: str
+) -> None:
+    """Everyone who held PERMISSION at any moment of the window, with the intervals and who granted them."""
+    until = until or datetime.now(UTC)
+    with services() as built:
+        holders = access.access_review(built.read_db, organization_id, permission, since, until)
+    if fmt == "json":
+        review = {"permission": permission, "since": since.isoformat(), "until": until.isoformat()}
+        click.echo(json.dumps({**review, "holders": [holder.as_json() for holder in holders]}, indent=2))
+    elif fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(access.REVIEW_COLUMNS)
+        writer.writerows(access.review_rows(holders))
+    else:
+        click.echo(f"{permission} from {since.isoformat()} to {until.isoformat()}: {len(holders)} people")
+        rows = [{"email": h.email, **_interval_row(i)} for h in holders for i in h.intervals]
+        _table("Held by", rows, ["email", "role", "since", "until", "granted", "ended"])
+
+
+def _interval_row(interval: access.Interval) -> dict[str, Any]:
+    granted, ended = interval.granted, interval.ended
+    return {
+        "role": interval.role.name,
+        "since": interval.from_at.isoformat(timespec="seconds"),
+        "until": interval.to_at.isoformat(timespec="seconds") if interval.to_at else "-",
+        "granted": f"{granted.how} by {granted.by.email or granted.by.user_id}",
+        "ended": f"{ended.how} by {ended.by.email or ended.by.user_id}" if ended else "-",
+    }
 
 
 def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> None:

@@ -136,3 +136,33 @@ def test_a_failing_export_says_why_in_one_line_and_exits_1(store: str, timeline:
     code, out, err = cli(store, "audit", "export", "--org", str(org))
     assert code == 1 and out == ""
     assert err.startswith("membership: audit failed:") and "audit_log_g1" in err and len(err.splitlines()) == 1
+
+
+def test_history_command_names_each_role_and_who_granted_it(store: str, services: Services, timeline: tuple) -> None:
+    org, states = timeline
+    ann = next(m for m in states[-1][1].members.values() if m.email.startswith("ann."))
+    code, out, _ = cli(store, "audit", "history", "--org", str(org), "--member", str(ann.id), "--json")
+    assert code == 0
+    history = json.loads(out)
+    assert [(i["role"]["name"], i["granted"]["how"]) for i in history["intervals"]] == [
+        ("Developer", "invitation"), ("Admin", "role_change"), ("Owner", "ownership_transfer")
+    ]  # fmt: skip
+    code, out, _ = cli(store, "audit", "history", "--org", str(org), "--member", str(ann.id))
+    assert code == 0 and "Roles held (3)" in out and "role_change by owner." in out
+    code, _, err = cli(store, "audit", "history", "--org", str(org), "--member", "00000000-0000-4000-8000-000000000000")
+    assert code == 1 and "no member" in err
+
+
+def test_access_review_command_as_table_json_and_csv(store: str, timeline: tuple) -> None:
+    org, _ = timeline
+    window = ["--org", str(org), "--permission", "manage:members", "--from", "2026-03-01T09:00:00Z",
+              "--to", "2026-03-01T13:30:00Z"]  # fmt: skip
+    code, out, _ = cli(store, "audit", "access-review", *window, "--format", "json")
+    assert code == 0
+    held = {h["email"].split(".")[0]: [i["role"]["name"] for i in h["intervals"]] for h in json.loads(out)["holders"]}
+    assert held == {"owner": ["Owner"], "ann": ["Admin"]}  # Ann became an Admin at 13:00; a Developer before
+    code, out, _ = cli(store, "audit", "access-review", *window, "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and sorted(r["role"] for r in rows) == ["Admin", "Owner"]
+    code, out, _ = cli(store, "audit", "access-review", *window)
+    assert code == 0 and "manage:members from 2026-03-01T09:00:00+00:00" in out and "Held by (2)" in out
