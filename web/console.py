@@ -34,7 +34,7 @@ ORGANIZATION_KEY = "organization"  # the session's active organization
 # The console's sections: (endpoint, label); each console module adds its own; the menu shows them in this order.
 SECTIONS: list[tuple[str, str]] = []
 MENU_ORDER = ("members_page.members", "invitations_page.invite_form", "invitations_page.invitations",
-              "invitations_page.links", "roles_page.roles", "bulk_page.jobs", "audit_page.audit_log",
+              "invitations_page.links", "roles_page.roles", "bulk_page.jobs", "audit_page.audit_log", "history_page.access_review",
               "settings_page.organization")  # fmt: skip
 P = ParamSpec("P")
 R = TypeVar("R")

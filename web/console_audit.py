@@ -18,16 +18,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from flask import Response, render_template, request
+from flask import Response, g, render_template, request
 from flask.typing import ResponseReturnValue
 
 from membership.authorization import check_permission
 from membership.permissions import MANAGE_MEMBERS
 from membership.text import text_problem
 from projections import audit as audit_reads
+from projections import roles as roles_reads
 from projections.audit import AuditEntry
 from projections.engine import reading
 from projections.exports import spreadsheet_cell
+from projections.roles import RoleRecord
 from web.audit_sentences import event_types, sentence, type_name
 from web.console import console_blueprint, seat, seated
 from web.context import services
@@ -93,14 +95,15 @@ def export() -> ResponseReturnValue:
 
 def _page(filters: Filters, entries: list[AuditEntry], next_cursor: str | None) -> str:
     return render_template(
-        "console/audit_log.html", seat=seat(), filters=filters, types=event_types(), next_cursor=next_cursor,
+        "console/audit_log.html", seat=seat(), filters=filters, types=event_types(), roles=_roles(),
+        next_cursor=next_cursor,
         rows=[(entry, sentence(entry), type_name(entry.event_type)) for entry in entries],
     )  # fmt: skip
 
 
 # -- filters -----------------------------------------------------------------------------------------------------
 def _filters(args: Mapping[str, str]) -> Filters:
-    form = {key: args.get(key, "").strip() for key in ("type", "actor", "since", "until")}
+    form = {key: args.get(key, "").strip() for key in ("type", "actor", "email", "role", "since", "until")}
     filters = Filters(form)
     if form["type"]:
         if form["type"] in dict(event_types()):
@@ -114,6 +117,17 @@ def _filters(args: Mapping[str, str]) -> Filters:
                                     f"characters{f', without {problem}' if problem else ''}.")  # fmt: skip
         else:
             filters.query["actor"] = form["actor"]
+    if form["email"]:
+        problem = text_problem(form["email"])
+        if problem or len(form["email"]) > MAX_ACTOR_LENGTH:
+            filters.problems.append(f"About must be an e-mail address of at most {MAX_ACTOR_LENGTH} characters.")
+        else:
+            filters.query["email"] = form["email"]
+    if form["role"]:
+        if form["role"] in {role.id for role in _roles()}:
+            filters.query["role_id"] = form["role"]
+        else:
+            filters.problems.append("Choose a role from the list.")
     since, until = _day(form["since"], "Since", filters), _day(form["until"], "Until", filters)
     if since and until and since > until:
         filters.problems.append("Since must be on or before Until.")
@@ -122,6 +136,14 @@ def _filters(args: Mapping[str, str]) -> Filters:
     if until and until < date.max:  # Until is included: events before the next day
         filters.query["until"] = datetime.combine(until + timedelta(days=1), time(), UTC)
     return filters
+
+
+def _roles() -> list[RoleRecord]:
+    """Today's roles, for the role filter (once per request)."""
+    if "audit_roles" not in g:
+        g.audit_roles = roles_reads.list_roles(services().read_db, seat().organization_id, counted=False)
+    roles: list[RoleRecord] = g.audit_roles
+    return roles
 
 
 def _day(text: str, label: str, filters: Filters) -> date | None:

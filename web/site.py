@@ -13,6 +13,7 @@ from web import (
     accept_pages,
     console_audit,
     console_bulk,
+    console_history,
     console_invitations,
     console_members,
     console_roles,
@@ -57,5 +58,6 @@ def install(app: Flask, services: Services) -> None:
         console_audit,
         console_bulk,
         console_settings,
+        console_history,
     ):
         app.register_blueprint(module.bp)
