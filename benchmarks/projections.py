@@ -43,6 +43,7 @@ this module runs them and prints the report.
 from __future__ import annotations
 
 import argparse
+import base64
 import cProfile
 import gc
 import os
@@ -91,6 +92,15 @@ def last_position(app: Organizations) -> int:
     return app.recorder.max_notification_id() or 0
 
 
+CODECS = {
+    "none": {},
+    "zlib": {"MEMBERSHIP_EVENT_COMPRESSION": "zlib"},
+    "aes": {"MEMBERSHIP_EVENT_CIPHER_KEY": base64.b64encode(os.urandom(32)).decode()},
+    "aes+zlib": {"MEMBERSHIP_EVENT_CIPHER_KEY": base64.b64encode(os.urandom(32)).decode(),
+                 "MEMBERSHIP_EVENT_COMPRESSION": "zlib"},
+}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
@@ -130,6 +140,11 @@ def main(argv: list[str] | None = None) -> int:
         "(default: 100000; 0: skip)",
     )
     parser.add_argument("--random-seed", type=int, default=42, help="seed of the event mix (default: 42)")
+    parser.add_argument(
+        "--event-codec", choices=sorted(CODECS), default="none",
+        help="events stored encrypted (MEMBERSHIP_EVENT_CIPHER_KEY, a random key) and/or compressed\n"
+        "(MEMBERSHIP_EVENT_COMPRESSION=zlib) (default: none)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.events < 2 or args.sample < 1 or args.latency_commands < 2 or args.events_per_org < 10:
         parser.error("need --events >= 2, --sample >= 1, --latency-commands >= 2, --events-per-org >= 10")
@@ -139,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         url = args.database_url or start_postgres(stack)
         var_dir = tempfile.mkdtemp(prefix="membership-bench-var.")  # local files never land in the repository
         stack.callback(shutil.rmtree, var_dir, ignore_errors=True)
-        settings = settings_for(url, {"MEMBERSHIP_MAX_PENDING_INVITATIONS": "1000000", "MEMBERSHIP_VAR_DIR": var_dir})
+        settings = settings_for(url, {"MEMBERSHIP_MAX_PENDING_INVITATIONS": "1000000", "MEMBERSHIP_VAR_DIR": var_dir,
+                                      **CODECS[args.event_codec]})  # fmt: skip
         services = build_services(settings)
         stack.callback(services.close)
         app = services.organizations

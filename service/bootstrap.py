@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from api import idempotency_keys
 from membership import Organizations
+from membership.database import ConfigurationError
 from projections import members, outbox, ratelimit_slots
 from projections.engine import definitions, store
 from projections.engine.rebuild import RETIRED_GRACE_S
@@ -165,11 +166,28 @@ def build_services(settings: Settings) -> Services:
         with read_db.schema_lock():
             organizations = build_organizations(settings)
             store.setup(read_db, *OPERATIONAL_TABLES)
+        check_event_encoding(organizations)
         organizations.exclusive_across_processes = read_db.organization_lock
     except BaseException:
         read_db.close()  # its pool's threads would otherwise go on trying to connect
         raise
     return Services(settings, organizations, read_db)
+
+
+def check_event_encoding(organizations: Organizations) -> None:
+    """The first stored event must read with these settings: a store written without encryption, or with
+    another MEMBERSHIP_EVENT_CIPHER_KEY or compression, is refused at start in one line, not at the first
+    command that touches an old organization."""
+    first = organizations.recorder.select_notifications(start=1, limit=1)
+    if not first:
+        return
+    try:
+        organizations.mapper.to_domain_event(first[0])
+    except Exception as error:
+        raise ConfigurationError(
+            "the stored events cannot be read with these settings: they were written with another"
+            f" MEMBERSHIP_EVENT_CIPHER_KEY or MEMBERSHIP_EVENT_COMPRESSION (or none) ({type(error).__name__})"
+        ) from None
 
 
 def wsgi_app(services: Services) -> Flask:

@@ -6,6 +6,8 @@ token checks, SMTP, public URL, limits and caches. Every process reads its setti
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import os
 import secrets
@@ -195,6 +197,8 @@ class Settings:
     accept_failures: int = 10  # failed accepts (bad token or code) per user per window, then 429
     accept_failure_window_s: int = 600
     smtp: Smtp = field(default_factory=Smtp)
+    event_cipher_key: str = field(default="", repr=False)  # AES-GCM key (base64) for events and snapshots
+    event_compression: bool = False  # zlib before encryption
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -220,6 +224,8 @@ class Settings:
             snapshot_interval=_positive_int(env, "MEMBERSHIP_SNAPSHOT_INTERVAL", 500),
             cache_size=_positive_int(env, "MEMBERSHIP_CACHE_SIZE", 100),
             max_pending_invitations=_positive_int(env, "MEMBERSHIP_MAX_PENDING_INVITATIONS", 1000),
+            event_cipher_key=_cipher_key(env.get("MEMBERSHIP_EVENT_CIPHER_KEY", "")),
+            event_compression=_compression(env.get("MEMBERSHIP_EVENT_COMPRESSION", "")),
         )
 
     def served_at(self, host: str, port: int) -> Settings:
@@ -239,7 +245,15 @@ class Settings:
         return self.public_url.startswith("https://")
 
     def eventsourcing_env(self) -> dict[str, str]:
-        return {**self.database.eventsourcing_env(), "AGGREGATE_CACHE_MAXSIZE": str(self.cache_size)}
+        """The event store's settings, every one of them said here: none is taken from the process environment
+        by accident (the library would read CIPHER_TOPIC or COMPRESSOR_TOPIC there)."""
+        return {
+            **self.database.eventsourcing_env(),
+            "AGGREGATE_CACHE_MAXSIZE": str(self.cache_size),
+            "CIPHER_TOPIC": CIPHER_TOPIC if self.event_cipher_key else "",
+            "CIPHER_KEY": self.event_cipher_key,
+            "COMPRESSOR_TOPIC": COMPRESSOR_TOPIC if self.event_compression else "",
+        }
 
     def token_verification(self) -> TokenVerification:
         """What the API needs to authenticate requests; a clear error when it is not configured."""
@@ -249,6 +263,33 @@ class Settings:
                 "MEMBERSHIP_JWT_SECRET (HS256) or MEMBERSHIP_JWT_PUBLIC_KEY_FILE (RS256)"
             )
         return self.tokens
+
+
+CIPHER_TOPIC = "eventsourcing.cryptography:AESCipher"  # AES-GCM, from the `cryptography` package
+COMPRESSOR_TOPIC = "eventsourcing.compressor:ZlibCompressor"
+
+
+def _cipher_key(key: str) -> str:
+    """MEMBERSHIP_EVENT_CIPHER_KEY: 16, 24 or 32 random bytes in base64 (`openssl rand -base64 32`)."""
+    if not key:
+        return ""
+    try:
+        size = len(base64.b64decode(key, validate=True))
+    except (binascii.Error, ValueError):
+        size = 0
+    if size not in (16, 24, 32):
+        raise ConfigurationError(
+            "MEMBERSHIP_EVENT_CIPHER_KEY must be 16, 24 or 32 random bytes in base64: make one with"
+            " `openssl rand -base64 32`"
+        )
+    return key
+
+
+def _compression(value: str) -> bool:
+    """MEMBERSHIP_EVENT_COMPRESSION: `zlib`, or `none` (the default)."""
+    if value.lower() not in ("", "none", "zlib"):
+        raise ConfigurationError(f"MEMBERSHIP_EVENT_COMPRESSION must be zlib or none, not {value!r}")
+    return value.lower() == "zlib"
 
 
 def _public_url(env: Mapping[str, str]) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 
@@ -29,6 +30,7 @@ from workers import cursors
 log = logging.getLogger(__name__)
 ORGANIZATION_TOPIC_PREFIX = "membership:Organization."
 PAGE, PAGES_PER_ROUND = 1000, 100
+KEEP = 2  # snapshots kept per organization: the latest is loaded, the one before it covers a race with it
 
 
 class SnapshotTaker(BackgroundLoop):
@@ -68,9 +70,27 @@ class SnapshotTaker(BackgroundLoop):
         for organization_id, version in sorted(due.items(), key=lambda item: item[1]):
             if self.take(organization_id, version):
                 log.info("snapshot of organization %s at version %s", organization_id, version)
+            self.prune(organization_id, version)
         with self.db.transaction() as cursor:
             cursors.advance(self.db, cursor, self.name, end)
         return len(due)
+
+
+    def prune(self, organization_id: object, version: int) -> int:
+        """Delete the organization's snapshots older than the KEEP latest multiples of the interval up to
+        `version`: only the latest is ever loaded, and each holds the whole state (a snapshot table grew to
+        13 times the events' size before). Returns how many were deleted."""
+        if self.organizations.snapshots is None:
+            return 0
+        table = self.organizations.snapshots.recorder.events_table_name  # type: ignore[attr-defined]
+        oldest_kept = version - (KEEP - 1) * self.interval
+        key = organization_id.hex if self.db.is_sqlite and isinstance(organization_id, UUID) else organization_id
+        with self.db.transaction() as cursor:
+            cursor.execute(
+                self.db.sql(f"DELETE FROM {table} WHERE originator_id = %s AND originator_version < %s"),
+                (key, oldest_kept),
+            )
+            return cursor.rowcount or 0
 
 
 def take_snapshot(organizations: Organizations, organization_id: object, version: int) -> bool:

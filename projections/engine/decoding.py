@@ -24,6 +24,9 @@ from typing import Any
 from eventsourcing.persistence import JSONTranscoder, Mapper, Notification
 from eventsourcing.utils import resolve_topic
 
+from membership import Organization
+from membership.events import missing_fields
+
 
 @dataclass(frozen=True)
 class UndecodableEvent:
@@ -41,14 +44,29 @@ class UndecodableEvent:
         return self.notification.topic
 
 
+class MissingFieldsError(Exception):
+    """A stored event lacks fields its class now requires (one added without a default or an upcaster)."""
+
+
+def checked(event: Any) -> Any:
+    """`event`, unless it lacks a required field: then it cannot be applied as declared, and is parked with
+    this error naming the fields, rather than failing inside some handler with an AttributeError."""
+    missing = missing_fields(event) if isinstance(event, Organization.Event) else []
+    if missing:
+        raise MissingFieldsError(f"{type(event).__name__} lacks {', '.join(missing)}: add a default or an upcaster")
+    return event
+
+
 class ProjectionDecoder:
     """`decode(notification)` -> the domain event, ids as text (see the module docstring)."""
 
     def __init__(self, mapper: Mapper[Any]) -> None:
         self._mapper = mapper
         transcoder = mapper.transcoder
-        # A cipher or compressor, or another transcoder: decode exactly as the application does.
-        self._lean = isinstance(transcoder, JSONTranscoder) and not mapper.cipher and not mapper.compressor
+        # Another transcoder: decode exactly as the application does. A cipher or a compressor only changes the
+        # bytes: they are decrypted and decompressed first, then decoded the lean way.
+        self._lean = isinstance(transcoder, JSONTranscoder)
+        self._cipher, self._compressor = mapper.cipher, mapper.compressor
         self._fallback = transcoder._decode_obj if isinstance(transcoder, JSONTranscoder) else None  # noqa: SLF001
         self._json = json.JSONDecoder(object_hook=self._decode_object)
         self._classes: dict[str, type] = {}
@@ -66,11 +84,16 @@ class ProjectionDecoder:
 
     def decode(self, notification: Notification) -> Any:
         if not self._lean:
-            return self._mapper.to_domain_event(notification)
+            return checked(self._mapper.to_domain_event(notification))
         cls = self._classes.get(notification.topic)
         if cls is None:
             cls = self._classes[notification.topic] = resolve_topic(notification.topic)
-        state: dict[str, Any] = self._json.decode(notification.state.decode("utf-8"))
+        raw = notification.state
+        if self._cipher:
+            raw = self._cipher.decrypt(raw)
+        if self._compressor:
+            raw = self._compressor.decompress(raw)
+        state: dict[str, Any] = self._json.decode(raw.decode("utf-8"))
         state["originator_id"] = notification.originator_id
         state["originator_version"] = notification.originator_version
         class_version = getattr(cls, "class_version", 1)
@@ -80,7 +103,7 @@ class ProjectionDecoder:
             from_version += 1
         event = object.__new__(cls)
         object.__setattr__(event, "__dict__", state)
-        return event
+        return checked(event)
 
     def _decode_object(self, d: dict[str, Any]) -> Any:
         kind = d.get("_type_") if len(d) == 2 else None

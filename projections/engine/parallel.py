@@ -42,8 +42,12 @@ class ShareFailedError(Exception):
     """A process filling one share stopped with an error (its traceback is on stderr)."""
 
 
+CODEC = ("CIPHER_TOPIC", "CIPHER_KEY", "COMPRESSOR_TOPIC")  # how the stored events are encrypted and compressed
+
+
 def fill(
     database: Database,
+    codec: dict[str, str],
     db: ReadDatabase,
     generations: dict[str, int],
     parts: int,
@@ -53,6 +57,7 @@ def fill(
 ) -> None:
     """Run one process per share until every share of every generation reaches `target`.
 
+    `codec` is the event store's encryption and compression (the CODEC settings of the parent's application).
     `generations` maps projection name -> building generation, whose share rows must
     exist. `on_progress` is called with how far the slowest share moved.
     """
@@ -60,7 +65,7 @@ def fill(
     workers = []
     try:
         for part in range(parts):
-            job = Job(database, generations, Share(part, parts), target, batch_size, os.getpid())
+            job = Job(database, codec, generations, Share(part, parts), target, batch_size, os.getpid())
             # A fresh interpreter (not fork: this process holds connection pools and threads), given its job on stdin.
             worker = subprocess.Popen([sys.executable, "-m", "projections.engine.parallel"], stdin=subprocess.PIPE)
             workers.append(worker)
@@ -85,6 +90,7 @@ class Job:
     """What one worker process is asked to do."""
 
     database: Database
+    codec: dict[str, str]  # the key travels to the child on its stdin, never in its arguments or environment
     generations: dict[str, int]
     share: Share
     target: int
@@ -120,7 +126,7 @@ def main() -> None:
     job: Job = pickle.loads(sys.stdin.buffer.read())  # noqa: S301 -- written by our own parent process
     try:
         # The tables exist; concurrent CREATE TABLE IF NOT EXISTS can fail on PostgreSQL.
-        organizations = Organizations(env={**job.database.eventsourcing_env(), "CREATE_TABLE": "no"})
+        organizations = Organizations(env={**job.database.eventsourcing_env(), **job.codec, "CREATE_TABLE": "no"})
         db = ReadDatabase(job.database, pool_size=1)
         try:
             filler = ShareFiller(organizations, db, job.generations, job.share, job.target, job.batch_size)

@@ -154,7 +154,8 @@ class Rebuild:
                     )
         generations = {build.name: build.projection.generation for build in builds}
         log.info("rebuild: filling %s with %d processes up to position %d", ", ".join(generations), parts, target)
-        parallel.fill(self.database, self.db, generations, parts, target, self.batch_size, self.on_progress)
+        codec = {name: self.organizations.env.get(name) or "" for name in parallel.CODEC}
+        parallel.fill(self.database, codec, self.db, generations, parts, target, self.batch_size, self.on_progress)
         with self.db.transaction() as cursor:
             for build in builds:
                 tracking.lock_generation(self.db, cursor, build.name, tracking.BUILDING)

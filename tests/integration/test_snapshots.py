@@ -118,3 +118,22 @@ def _alive(pid: int) -> bool:
             return stat.read().split()[2] != "Z"  # a zombie has ended (its parent, init, reaps it)
     except FileNotFoundError:
         return False
+
+
+def test_the_worker_keeps_the_latest_two_snapshots_of_an_organization(services: Services) -> None:
+    app, owner = services.organizations, new_actor("owner")
+    org = app.create_organization(owner, "Growing").organization_id
+    other = app.create_organization(owner, "Other").organization_id
+    code = app.create_invite_link(org, owner, role_id(app, org, "Viewer")).secret
+    taker = SnapshotTaker(app, services.read_db, interval=5)
+    for round_ in range(4):  # 5 events a round for each: one new multiple of 5 each round
+        for _ in range(5):
+            app.accept_invite_link(new_actor("p"), code)
+        for n in range(5):
+            app.invite_member(other, owner, f"p{n}.{round_}@example.com", role_id(app, other, "Viewer"))
+        taker.run_once()
+    assert app.snapshots is not None
+    assert [s.originator_version for s in app.snapshots.get(org)] == [15, 20]
+    assert [s.originator_version for s in app.snapshots.get(other)] == [15, 20]
+    app.repository.cache.get(org, evict=True)  # type: ignore[union-attr]
+    assert app.get_organization(org) == project_organization(None, list(app.events.get(org)))

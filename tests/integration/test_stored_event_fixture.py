@@ -14,11 +14,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import Notification, StoredEvent
+from eventsourcing.utils import register_topic
 
 from membership import Organization, Organizations
+from membership.events import missing_fields
 from membership.permissions import ALL_PERMISSIONS
 from membership.state import Role
+from projections.engine.decoding import MissingFieldsError, ProjectionDecoder, UndecodableEvent
+from service.bootstrap import Services
+from tests.helpers import table_rows
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 FIXTURE = FIXTURES / "organization_events_v1.jsonl"
@@ -121,3 +126,64 @@ def test_every_event_type_is_in_a_fixture() -> None:
         if isinstance(value, type) and issubclass(value, Organization.Event) and value is not Organization.Event
     }
     assert topics == event_topics
+
+
+# -- the schema-evolution guard ----------------------------------------------------------------------------------------
+class MemberLeftWithReason(Organization.MemberLeft):
+    """MemberLeft as a careless change would make it: a field added without a default or an upcaster."""
+
+    TOPIC = "tests:MemberLeftWithReason"
+    reason: str
+
+
+register_topic(MemberLeftWithReason.TOPIC, MemberLeftWithReason)
+
+
+def stored_rows() -> list[dict[str, object]]:
+    return [
+        json.loads(line)
+        for fixture in sorted(FIXTURES.glob("organization_events_v*.jsonl"))
+        for line in fixture.read_text().splitlines()
+    ]
+
+
+def notification(n: int, row: dict[str, object], topic: str | None = None) -> Notification:
+    return Notification(
+        id=n, originator_id=UUID(str(row["originator_id"])), originator_version=int(str(row["originator_version"])),
+        topic=topic or str(row["topic"]), state=str(row["state"]).encode(),
+    )  # fmt: skip
+
+
+def test_every_stored_event_decodes_with_every_field_its_class_declares(organizations: Organizations) -> None:
+    decoder = ProjectionDecoder(organizations.mapper)
+    for n, row in enumerate(stored_rows(), start=1):
+        for event in (organizations.mapper.to_domain_event(notification(n, row)), decoder.decode(notification(n, row))):
+            assert missing_fields(event) == [], (row["topic"], row["originator_version"])
+
+
+def test_the_guard_names_a_required_field_added_without_an_upcaster(organizations: Organizations) -> None:
+    left = next(row for row in stored_rows() if str(row["topic"]).endswith(".MemberLeft"))
+    stored = notification(1, left, topic=MemberLeftWithReason.TOPIC)
+    assert missing_fields(organizations.mapper.to_domain_event(stored)) == ["reason"]
+    ((_, undecodable),) = ProjectionDecoder(organizations.mapper).batch([stored])
+    assert isinstance(undecodable, UndecodableEvent) and isinstance(undecodable.error, MissingFieldsError)
+    assert "MemberLeftWithReason lacks reason" in str(undecodable.error)
+
+
+def test_the_stored_fixtures_run_through_every_read_model_and_the_audit_trail(services: Services) -> None:
+    for fixture in sorted(FIXTURES.glob("organization_events_v*.jsonl")):
+        load_fixture(services.organizations, fixture)
+    services.runner.catch_up()
+
+    assert table_rows(services, "SELECT COUNT(*) FROM {audit_log}") == [(len(stored_rows()),)]
+    assert table_rows(services, "SELECT COUNT(*) FROM parked_events") == [(0,)]
+    members = table_rows(services, "SELECT email FROM {members} WHERE organization_id = %s ORDER BY email", str(ORG_ID))
+    assert members == [("adam@example.com",), ("dana@example.com",), ("olivia@example.com",)]
+    assert (
+        table_rows(services, "SELECT name FROM {organizations} WHERE organization_id = %s", str(DELETED_ORG_ID)) == []
+    )
+    held = table_rows(
+        services, "SELECT COUNT(*) FROM {access_intervals} WHERE organization_id = %s AND to_position IS NULL",
+        str(ORG_ID),
+    )  # fmt: skip
+    assert held == [(3,)]

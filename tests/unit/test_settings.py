@@ -117,14 +117,35 @@ def test_rate_limits_have_defaults_and_are_read() -> None:
 # -- where the server is reached, sign-in and CORS ---------------------------------------------------------------
 def test_links_point_where_the_server_listens_unless_a_public_url_is_given() -> None:
     served = settings(MEMBERSHIP_SECRET_KEY=KEY).served_at("127.0.0.1", 9000)
-    assert (served.public_url, served.listen_host, served.development_sign_in) == ("http://127.0.0.1:9000", "127.0.0.1", True)
+    assert (served.public_url, served.listen_host, served.development_sign_in) == (
+        "http://127.0.0.1:9000",
+        "127.0.0.1",
+        True,
+    )
     assert settings(MEMBERSHIP_SECRET_KEY=KEY).served_at("::1", 9001).public_url == "http://[::1]:9001"
-    given = settings(MEMBERSHIP_SECRET_KEY=KEY, MEMBERSHIP_PUBLIC_URL="https://members.example.com/").served_at("0.0.0.0", 9000)  # noqa: S104
-    assert (given.public_url, given.secure_cookies, given.development_sign_in) == ("https://members.example.com", True, False)
+    given = settings(MEMBERSHIP_SECRET_KEY=KEY, MEMBERSHIP_PUBLIC_URL="https://members.example.com/").served_at(
+        "0.0.0.0", 9000
+    )  # noqa: S104
+    assert (given.public_url, given.secure_cookies, given.development_sign_in) == (
+        "https://members.example.com",
+        True,
+        False,
+    )
 
 
-@pytest.mark.parametrize(("host", "allowed"), [("127.0.0.1", True), ("localhost", True), ("::1", True),
-                         ("127.0.0.2", True), ("0.0.0.0", False), ("::", False), ("10.0.0.5", False), ("example.com", False)])  # noqa: S104
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        ("127.0.0.1", True),
+        ("localhost", True),
+        ("::1", True),
+        ("127.0.0.2", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("10.0.0.5", False),
+        ("example.com", False),
+    ],
+)  # noqa: S104
 def test_the_development_sign_in_is_only_for_a_server_on_loopback(host: str, allowed: bool) -> None:
     assert settings(MEMBERSHIP_SECRET_KEY=KEY).served_at(host, 8000).development_sign_in is allowed
     with_issuer = settings(MEMBERSHIP_SECRET_KEY=KEY, MEMBERSHIP_OIDC_ISSUER="https://id.example.com",
@@ -158,3 +179,28 @@ def test_cors_origins_are_an_allow_list_of_exact_origins() -> None:
 def test_the_session_lifetime_is_set_in_hours() -> None:
     assert settings(MEMBERSHIP_SECRET_KEY=KEY).session_lifetime_s == 12 * 3600
     assert settings(MEMBERSHIP_SECRET_KEY=KEY, MEMBERSHIP_SESSION_HOURS="2").session_lifetime_s == 7200
+
+
+def test_event_encryption_and_compression_are_said_to_the_event_store_and_nothing_else_is() -> None:
+    key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="  # 32 bytes
+    on = settings(MEMBERSHIP_SECRET_KEY=KEY, MEMBERSHIP_EVENT_CIPHER_KEY=key, MEMBERSHIP_EVENT_COMPRESSION="zlib")
+    env = on.eventsourcing_env()
+    assert (env["CIPHER_TOPIC"], env["CIPHER_KEY"]) == ("eventsourcing.cryptography:AESCipher", key)
+    assert env["COMPRESSOR_TOPIC"] == "eventsourcing.compressor:ZlibCompressor"
+    assert key not in repr(on)
+    off = settings(MEMBERSHIP_SECRET_KEY=KEY).eventsourcing_env()
+    # Said as empty, so a CIPHER_TOPIC or COMPRESSOR_TOPIC in the process environment does not apply by accident
+    assert (off["CIPHER_TOPIC"], off["CIPHER_KEY"], off["COMPRESSOR_TOPIC"]) == ("", "", "")
+
+
+@pytest.mark.parametrize(
+    "key", ["short", "c2hvcnQ=", "not base64!", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWYwMQ=="]
+)
+def test_a_cipher_key_of_the_wrong_size_or_shape_is_one_clear_error(key: str) -> None:
+    with pytest.raises(ConfigurationError, match="16, 24 or 32 random bytes in base64"):
+        settings(MEMBERSHIP_SECRET_KEY=KEY, MEMBERSHIP_EVENT_CIPHER_KEY=key)
+
+
+def test_an_unknown_compression_is_one_clear_error() -> None:
+    with pytest.raises(ConfigurationError, match="must be zlib or none, not 'lz4'"):
+        settings(MEMBERSHIP_SECRET_KEY=KEY, MEMBERSHIP_EVENT_COMPRESSION="lz4")
