@@ -107,6 +107,7 @@ class AccessProjection(Projection):
     postgres_indexes = [
         ("spans", table, "", f"gist ({span()})") for table in ("access_intervals", "access_roles", "access_invitations")
     ]
+    write_indexes = frozenset({"by_org_at", "open_by_member", "open_by_role", "open_by_invitation"})
     indexes = [
         ("by_org_at", "access_timeline", "organization_id, at, position"),
         ("by_member", "access_intervals", "member_id, from_position"),
@@ -123,11 +124,28 @@ class AccessProjection(Projection):
 
     def __init__(self, generation: int) -> None:
         super().__init__(generation)
-        self._latest: dict[str, datetime] = {}  # organization -> its latest event's timestamp, as far as known
+        # What earlier events said, so that most statements need no sub-query (see begin):
+        self._latest: dict[str, datetime] = {}  # organization -> its latest event's timestamp
+        self._members: dict[str, int] = {}  # organization -> how many members it had after that event
+        self._grantors: dict[str, tuple[str, str]] = {}  # invitation or link -> its inviter's or creator's id, e-mail
+        self._applied_to = -1
+
+    def begin(self, after: int) -> None:
+        if after != self._applied_to:
+            self._forget()
+
+    def ended(self, position: int) -> None:
+        self._applied_to = position
 
     def forget_uncommitted(self) -> None:
         super().forget_uncommitted()
+        self._forget()
+
+    def _forget(self) -> None:
         self._latest.clear()
+        self._members.clear()
+        self._grantors.clear()
+        self._applied_to = -1
 
     @singledispatchmethod
     def apply(self, event: Any, w: Writer) -> None:
@@ -135,23 +153,25 @@ class AccessProjection(Projection):
             self._moment(event, w)
 
     def _moment(self, e: Any, w: Writer) -> None:
-        """The event's place in its organization's timeline; an earlier timestamp than one before it moves
-        those back to it (see the module's docstring)."""
+        """The event's place in its organization's timeline, with the count of members after it; an earlier
+        timestamp than one before it moves those back to it (see the module's docstring)."""
         org, at = str(e.originator_id), e.timestamp
+        if org not in self._members:  # the organization's last moment, read once (then remembered)
+            w.run("SELECT at, members FROM {access_timeline} WHERE organization_id = %s ORDER BY position DESC"
+                  " LIMIT 1", org)  # fmt: skip
+            row = w.cursor.fetchone()
+            self._members[org] = 0 if row is None else int(row[1])
+            if row is not None:
+                self._latest[org] = w.db.when(row[0])
         latest = self._latest.get(org)
-        if latest is None or at < latest:
+        if latest is not None and at < latest:
             w.run("UPDATE {access_timeline} SET at = %s WHERE organization_id = %s AND at > %s", w.time(at), org,
                   w.time(at))  # fmt: skip
         self._latest[org] = at if latest is None else max(latest, at)
-        params: tuple[Any, ...] = ()
-        if isinstance(e, Organization.OrganizationDeleted):
-            members = "0"
-        else:  # the count after the event before, and this one's change to it
-            members = "COALESCE((SELECT t.members FROM {access_timeline} t WHERE t.organization_id = %s ORDER BY" \
-                      " t.position DESC LIMIT 1), 0) + %s"  # fmt: skip
-            params = (org, MEMBERS_DELTA.get(type(e), 0))
-        w.run(f"INSERT INTO {{access_timeline}} (organization_id, position, at, members) VALUES (%s, %s, %s, {members})",
-              org, w.position, w.time(at), *params)  # fmt: skip
+        emptied = isinstance(e, Organization.OrganizationDeleted | Organization.Created)
+        members = self._members[org] = 0 if emptied else self._members[org] + MEMBERS_DELTA.get(type(e), 0)
+        w.run("INSERT INTO {access_timeline} (organization_id, position, at, members) VALUES (%s, %s, %s, %s)",
+              org, w.position, w.time(at), members)  # fmt: skip
 
     # -- roles -------------------------------------------------------------------------------------------------
     @apply.register(Organization.Created)
@@ -200,8 +220,9 @@ class AccessProjection(Projection):
         self._new_version(w, e, "access_invitations", _INVITATION_COLUMNS, "invitation_id", invitation,
                           status="accepted", closed_at=w.time(e.timestamp))  # fmt: skip
         inviter = "(SELECT {0} FROM {{access_invitations}} WHERE invitation_id = %s AND to_position IS NULL)"
-        by = (inviter.format("invited_by_id"), inviter.format("invited_by_email"))
-        self._grant(w, e, str(e.role_id), INVITATION, invitation, by, invitation, invitation)
+        self._grant_by(
+            w, e, INVITATION, invitation, inviter.format("invited_by_id"), inviter.format("invited_by_email")
+        )
 
     @apply.register(Organization.MemberJoinedByLink)
     def _joined_by_link(self, e: Organization.MemberJoinedByLink, w: Writer) -> None:
@@ -210,8 +231,16 @@ class AccessProjection(Projection):
             self._invitation_closed(w, e, str(e.cancelled_invitation_id), "cancelled")
         link = str(e.link_id)
         creator = "(SELECT {0} FROM {{access_links}} WHERE link_id = %s)"
-        by = (creator.format("created_by_id"), creator.format("created_by_email"))
-        self._grant(w, e, str(e.role_id), INVITE_LINK, link, by, link, link)
+        self._grant_by(w, e, INVITE_LINK, link, creator.format("created_by_id"), creator.format("created_by_email"))
+
+    def _grant_by(self, w: Writer, e: Any, how: str, via: str, by_id: str, by_email: str) -> None:
+        """A join granted by the invitation's inviter or the link's creator: as remembered, or else read by the
+        sub-queries `by_id` and `by_email`."""
+        known = self._grantors.get(via)
+        if known is not None:
+            self._grant(w, e, str(e.role_id), how, via, ("%s", "%s"), *known)
+        else:
+            self._grant(w, e, str(e.role_id), how, via, (by_id, by_email), via, via)
 
     @apply.register(Organization.RoleChanged)
     def _role_changed(self, e: Organization.RoleChanged, w: Writer) -> None:
@@ -280,6 +309,7 @@ class AccessProjection(Projection):
         self._moment(e, w)
         if e.replaces_invitation_id is not None:
             self._invitation_closed(w, e, str(e.replaces_invitation_id), "expired")
+        self._grantors[str(e.invitation_id)] = (e.actor_id, e.actor_email)
         at = w.time(e.timestamp)
         self._insert(w, "access_invitations", _INVITATION_COLUMNS, (
             f"{e.invitation_id}@{w.position}", str(e.originator_id), str(e.invitation_id), e.email, str(e.role_id),
@@ -314,6 +344,7 @@ class AccessProjection(Projection):
     @apply.register(Organization.InviteLinkCreated)
     def _link_created(self, e: Organization.InviteLinkCreated, w: Writer) -> None:
         self._moment(e, w)
+        self._grantors[str(e.link_id)] = (e.actor_id, e.actor_email)
         w.run("INSERT INTO {access_links} (link_id, organization_id, created_by_id, created_by_email)"
               " VALUES (%s, %s, %s, %s)", str(e.link_id), str(e.originator_id), e.actor_id, e.actor_email)  # fmt: skip
 

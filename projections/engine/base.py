@@ -57,6 +57,9 @@ class Projection:
     # index definitions: (index suffix, logical table, columns), the columns perhaps followed by " WHERE ..."
     # (a partial index)
     indexes: ClassVar[list[tuple[str, str, str]]] = []
+    # suffixes of the indexes the handlers' own statements look rows up by: a rebuild makes them with the
+    # tables (every other index once they are filled), or each lookup would read the whole table
+    write_indexes: ClassVar[frozenset[str]] = frozenset()
     # PostgreSQL only, each where its extension ("" for none) is installed (ReadDatabase.extensions): (index
     # suffix, logical table, extension, what follows USING), where {schema} stands for the extension's schema
     postgres_indexes: ClassVar[list[tuple[str, str, str, str]]] = []
@@ -110,13 +113,18 @@ class Projection:
             return handler
 
     def create_tables(self, db: ReadDatabase, cursor: Cursor, with_indexes: bool = True) -> None:
-        """The generation's tables; a rebuild leaves out the secondary indexes until its tables are filled."""
+        """The generation's tables; a rebuild leaves out the secondary indexes until its tables are filled,
+        but for those its own writes look rows up by (`write_indexes`)."""
         for logical, columns in self.tables.items():
             types = {"ts": db.type("ts"), "bigint": db.type("bigint"), "json": db.type("json")}
             cursor.execute(f"CREATE TABLE IF NOT EXISTS {self.table_names[logical]} ({columns.format(**types)})")
-        if with_indexes:
-            for statement in self.index_statements(db.extensions(cursor)):
-                cursor.execute(statement)
+        statements = self.index_statements(db.extensions(cursor))
+        if not with_indexes:
+            names = {f"{self.table_names[logical]}_{suffix} " for suffix, logical, _ in self.indexes if suffix in
+                     self.write_indexes}  # fmt: skip
+            statements = [s for s in statements if any(name in s for name in names)]
+        for statement in statements:
+            cursor.execute(statement)
 
     def index_statements(self, extensions: dict[str, str] | None) -> list[str]:
         """Secondary indexes (for the queries); building them once over full tables beats updating them per row.
@@ -160,6 +168,13 @@ class Projection:
                 self.changes[logical].forget_new("organization_id", organization_id)
             w.run(f"DELETE FROM {{{logical}}} WHERE organization_id = %s", organization_id)
 
+    def begin(self, after: int) -> None:
+        """A batch starts after position `after`. A projection that remembers things between batches forgets
+        them unless it applied the batch that ended there itself: another runner may have applied those."""
+
+    def ended(self, position: int) -> None:
+        """The batch was applied up to `position` (its transaction is yet to commit: see forget_uncommitted)."""
+
     def forget_uncommitted(self) -> None:
         """The batch rolled back: drop what it gathered (subclasses also drop their caches)."""
         for changes in self.changes.values():
@@ -186,12 +201,14 @@ def apply_batch(
         batch = [(position, event) for position, event in batch if str(event.originator_id) not in held]
     writer = projection.writer(db, cursor)
     handler_for = projection.handler_for
+    projection.begin(after)
     with db.pipelined(cursor):
         for position, event in batch:
             if position > after and (handler := handler_for(type(event))) is not None:
                 writer.position = position
                 handler(projection, event, writer)
     projection.flush(writer)  # outside the pipeline: it may COPY
+    projection.ended(max([after, *(position for position, _ in batch)]))
 
 
 def _digest(definition: object) -> str:
