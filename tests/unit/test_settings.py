@@ -117,35 +117,14 @@ def test_rate_limits_have_defaults_and_are_read() -> None:
 # -- where the server is reached, sign-in and CORS ---------------------------------------------------------------
 def test_links_point_where_the_server_listens_unless_a_public_url_is_given() -> None:
     served = settings(MEMBERSHIP_SECRET_KEY=KEY).served_at("127.0.0.1", 9000)
-    assert (served.public_url, served.listen_host, served.development_sign_in) == (
-        "http://127.0.0.1:9000",
-        "127.0.0.1",
-        True,
-    )
+    assert (served.public_url, served.listen_host, served.development_sign_in) == ("http://127.0.0.1:9000", "127.0.0.1", True)
     assert settings(MEMBERSHIP_SECRET_KEY=KEY).served_at("::1", 9001).public_url == "http://[::1]:9001"
-    given = settings(MEMBERSHIP_SECRET_KEY=KEY, MEMBERSHIP_PUBLIC_URL="https://members.example.com/").served_at(
-        "0.0.0.0", 9000
-    )  # noqa: S104
-    assert (given.public_url, given.secure_cookies, given.development_sign_in) == (
-        "https://members.example.com",
-        True,
-        False,
-    )
+    given = settings(MEMBERSHIP_SECRET_KEY=KEY, MEMBERSHIP_PUBLIC_URL="https://members.example.com/").served_at("0.0.0.0", 9000)  # noqa: S104
+    assert (given.public_url, given.secure_cookies, given.development_sign_in) == ("https://members.example.com", True, False)
 
 
-@pytest.mark.parametrize(
-    ("host", "allowed"),
-    [
-        ("127.0.0.1", True),
-        ("localhost", True),
-        ("::1", True),
-        ("127.0.0.2", True),
-        ("0.0.0.0", False),
-        ("::", False),
-        ("10.0.0.5", False),
-        ("example.com", False),
-    ],
-)  # noqa: S104
+@pytest.mark.parametrize(("host", "allowed"), [("127.0.0.1", True), ("localhost", True), ("::1", True),
+                         ("127.0.0.2", True), ("0.0.0.0", False), ("::", False), ("10.0.0.5", False), ("example.com", False)])  # noqa: S104
 def test_the_development_sign_in_is_only_for_a_server_on_loopback(host: str, allowed: bool) -> None:
     assert settings(MEMBERSHIP_SECRET_KEY=KEY).served_at(host, 8000).development_sign_in is allowed
     with_issuer = settings(MEMBERSHIP_SECRET_KEY=KEY, MEMBERSHIP_OIDC_ISSUER="https://id.example.com",
