@@ -35,6 +35,7 @@ TARGET_PAGE_MS = 100.0
 
 
 def timed(client: FlaskClient, path: str, headers: dict[str, str] | None = None) -> float:
+    """Server time of one GET in ms (in-process, no network); anything but 200 ends the benchmark."""
     started = time.perf_counter()
     response = client.get(path, headers=headers)
     elapsed = (time.perf_counter() - started) * 1000

@@ -25,9 +25,9 @@ from urllib.parse import urlencode
 from uuid import uuid4
 
 import jwt
-from flask.testing import FlaskClient
 
 from api.app import create_app
+from benchmarks.console import timed
 from benchmarks.harness import SeededOrg, database_line, p95, print_header_line, run, seed, settings_for, start_postgres
 from membership import Organizations
 from membership.organization import system_role_id
@@ -60,15 +60,6 @@ def churn(app: Organizations, events: int) -> SeededOrg:
         print(f"  history: {version:>9,} events  {time.perf_counter() - started:6.1f} s", flush=True)
     org.version = version
     return org
-
-
-def timed(client: FlaskClient, path: str, headers: dict[str, str]) -> float:
-    started = time.perf_counter()
-    response = client.get(path, headers=headers)
-    elapsed = (time.perf_counter() - started) * 1000
-    if response.status_code != 200:
-        raise SystemExit(f"GET {path}: {response.status_code} {response.get_data(as_text=True)[:300]}")
-    return elapsed
 
 
 def main() -> int:
