@@ -14,7 +14,7 @@ grant by invitation or link names its grantor with a sub-query): there is no sta
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import singledispatchmethod
@@ -77,6 +77,83 @@ def lane(organization_id: Any) -> int:
     return int(str(organization_id).replace("-", "")[:5], 16) << LANE_BITS
 
 
+class BatchRows:
+    """The versions of one table a batch touches, kept until its end and then written at once: the rows it
+    made (copied in), and the open versions of earlier batches it changes (read before the batch, all in one
+    query; closed by one statement per batch at the end). Each key's open version is in here for the batch."""
+
+    def __init__(self, table: str, columns: Sequence[str], key: str, version: str, ended: Sequence[str]) -> None:
+        self.table, self.columns, self.key, self.version, self.ended = table, columns, key, version, tuple(ended)
+        self.rows: list[dict[str, Any]] = []  # made by this batch
+        self.open: dict[str, dict[str, Any]] = {}  # key -> its open version (made by this batch, or stored)
+        self.closings: list[tuple[Any, ...]] = []  # stored versions closed: (to_position, to_at, *ended, version)
+
+    def load(self, w: Writer, keys: Iterable[str]) -> None:
+        """Read the open versions of `keys` that earlier batches stored (before the batch is applied)."""
+        missing = sorted({key for key in keys if key not in self.open})
+        for start in range(0, len(missing), 500):
+            chunk = missing[start : start + 500]
+            w.run(f"SELECT {', '.join(self.columns)} FROM {{{self.table}}} WHERE {self.key} IN"
+                  f" ({', '.join(['%s'] * len(chunk))}) AND to_position IS NULL", *chunk)  # fmt: skip
+            for stored in w.cursor.fetchall():
+                row = dict(zip(self.columns, stored, strict=True))
+                row["stored"] = True
+                self.open[row[self.key]] = row
+
+    def add(self, row: dict[str, Any]) -> None:
+        row["stored"] = False
+        self.rows.append(row)
+        self.open[row[self.key]] = row
+
+    def close(self, key: str, position: int, at: Any, **ended: Any) -> bool:
+        """Close the open version of `key` if it is here; False if it is not (not read, or none)."""
+        row = self.open.pop(key, None)
+        if row is None:
+            return False
+        if row["stored"]:
+            self.closings.append((position, at, *(ended.get(column) for column in self.ended), row[self.version]))
+        else:
+            row.update(to_position=position, to_at=at, **ended)
+        return True
+
+    def new_version(self, key: str, version_id: str, position: int, at: Any, **changes: Any) -> bool:
+        """The open version of `key` closes and a copy with `changes` opens, if it is here; else False."""
+        old = self.open.get(key)
+        if old is None:
+            return False
+        self.close(key, position, at)
+        values = {name: value.compute(old) if isinstance(value, _Sql) else value for name, value in changes.items()}
+        self.add({**old, **values, self.version: version_id, "from_position": position, "from_at": at,
+                  "to_position": None, "to_at": None})  # fmt: skip
+        return True
+
+    def flush(self, w: Writer) -> None:
+        rows, closings = self.rows, self.closings
+        self.clear()
+        if closings:
+            ended = "".join(f", {column} = %s" for column in self.ended)
+            w.run_many(f"UPDATE {{{self.table}}} SET to_position = %s, to_at = %s{ended} WHERE {self.version} = %s",
+                       closings)  # fmt: skip
+        if rows:
+            w.copy(self.table, self.columns, [[row[column] for column in self.columns] for row in rows])
+
+    def clear(self) -> None:
+        self.rows, self.open, self.closings = [], {}, []
+
+
+# Events that change versions of earlier batches: the keys they name (read before the batch is applied)
+_MEMBER_KEYS_OF: dict[type, tuple[str, ...]] = {
+    Organization.RoleChanged: ("member_id",), Organization.MemberRemoved: ("member_id",),
+    Organization.MemberLeft: ("member_id",), Organization.OwnershipTransferred: ("from_member_id", "to_member_id"),
+}  # fmt: skip
+_INVITATION_KEYS_OF: dict[type, tuple[str, ...]] = {
+    Organization.InviteAccepted: ("invitation_id",), Organization.InvitationCancelled: ("invitation_id",),
+    Organization.InvitationResent: ("invitation_id",), Organization.InvitationEmailSent: ("invitation_id",),
+    Organization.InvitationEmailFailed: ("invitation_id",), Organization.MemberInvited: ("replaces_invitation_id",),
+    Organization.MemberJoinedByLink: ("cancelled_invitation_id",),
+}  # fmt: skip
+
+
 class AccessProjection(Projection):
     name = "access"
     ignores_unregistered_events = False  # every event of an organization is a moment of its timeline
@@ -129,6 +206,26 @@ class AccessProjection(Projection):
         self._members: dict[str, int] = {}  # organization -> how many members it had after that event
         self._grantors: dict[str, tuple[str, str]] = {}  # invitation or link -> its inviter's or creator's id, e-mail
         self._applied_to = -1
+        self._intervals = BatchRows("access_intervals", _INTERVAL_COLUMNS, "member_id", "interval_id",
+                                    ("ended_how", "ended_by_id", "ended_by_email"))  # fmt: skip
+        self._invitations = BatchRows("access_invitations", _INVITATION_COLUMNS, "invitation_id", "version_id", ())
+        self._timeline: list[dict[str, Any]] = []  # this batch's moments, copied in at its end
+
+    def prepare(self, w: Writer, events: Sequence[Any]) -> None:
+        """Read the open versions the batch's events change, in one query per table."""
+        for rows, keys_of in ((self._intervals, _MEMBER_KEYS_OF), (self._invitations, _INVITATION_KEYS_OF)):
+            keys = [str(value) for e in events for name in keys_of.get(type(e), ()) if (value := getattr(e, name))]
+            if keys:
+                rows.load(w, keys)
+
+    def flush(self, w: Writer) -> None:
+        super().flush(w)
+        self._intervals.flush(w)
+        self._invitations.flush(w)
+        moments, self._timeline = self._timeline, []
+        if moments:
+            columns = ("organization_id", "position", "at", "members")
+            w.copy("access_timeline", columns, [[row[column] for column in columns] for row in moments])
 
     def begin(self, after: int) -> None:
         if after != self._applied_to:
@@ -140,6 +237,9 @@ class AccessProjection(Projection):
     def forget_uncommitted(self) -> None:
         super().forget_uncommitted()
         self._forget()
+        self._intervals.clear()
+        self._invitations.clear()
+        self._timeline = []
 
     def _forget(self) -> None:
         self._latest.clear()
@@ -167,11 +267,14 @@ class AccessProjection(Projection):
         if latest is not None and at < latest:
             w.run("UPDATE {access_timeline} SET at = %s WHERE organization_id = %s AND at > %s", w.time(at), org,
                   w.time(at))  # fmt: skip
+            for row in self._timeline:  # and those of this batch
+                if row["organization_id"] == org and row["moment"] > at:
+                    row["moment"], row["at"] = at, w.time(at)
         self._latest[org] = at if latest is None else max(latest, at)
         emptied = isinstance(e, Organization.OrganizationDeleted | Organization.Created)
         members = self._members[org] = 0 if emptied else self._members[org] + MEMBERS_DELTA.get(type(e), 0)
-        w.run("INSERT INTO {access_timeline} (organization_id, position, at, members) VALUES (%s, %s, %s, %s)",
-              org, w.position, w.time(at), members)  # fmt: skip
+        self._timeline.append({"organization_id": org, "position": w.position, "at": w.time(at), "moment": at,
+                               "members": members})  # fmt: skip
 
     # -- roles -------------------------------------------------------------------------------------------------
     @apply.register(Organization.Created)
@@ -269,6 +372,12 @@ class AccessProjection(Projection):
         """A new member's first interval; `by_sql` is the grantor's id and e-mail as SQL (parameters, or
         sub-queries naming the invitation's inviter or the link's creator) whose parameters are `by`."""
         at = w.time(e.timestamp)
+        if by_sql == ("%s", "%s"):  # the grantor is known: a row of the batch
+            self._intervals.add(dict(zip(_INTERVAL_COLUMNS, (
+                f"{e.member_id}@{w.position}", str(e.originator_id), str(e.member_id), e.user_id, e.email, e.name,
+                role_id, at, w.position, at, None, None, how, *by, via, None, None, None, lane(e.originator_id),
+            ), strict=True)))  # fmt: skip
+            return
         w.run(
             f"INSERT INTO {{access_intervals}} ({', '.join(_INTERVAL_COLUMNS)}) VALUES (%s, %s, %s, %s, %s, %s, %s,"
             f" %s, %s, %s, NULL, NULL, %s, {by_sql[0]}, {by_sql[1]}, %s, NULL, NULL, NULL, %s)",
@@ -279,6 +388,15 @@ class AccessProjection(Projection):
     def _regrant(self, w: Writer, e: Any, member_id: str, role_id: str, how: str) -> None:
         """The member's open interval ends and one with `role_id` begins, both by the event's actor."""
         at = w.time(e.timestamp)
+        old = self._intervals.open.get(member_id)
+        if old is not None:  # a row of this batch
+            self._end(w, e, member_id, how)
+            self._intervals.add({**old, "interval_id": f"{member_id}@{w.position}", "role_id": role_id,
+                                 "from_position": w.position, "from_at": at, "to_position": None, "to_at": None,
+                                 "granted_how": how, "granted_by_id": e.actor_id, "granted_by_email": e.actor_email,
+                                 "granted_via": None, "ended_how": None, "ended_by_id": None,
+                                 "ended_by_email": None})  # fmt: skip
+            return
         copied = ("organization_id", "member_id", "user_id", "email", "name", "joined_at", "lane")
         w.run(
             f"INSERT INTO {{access_intervals}} (interval_id, {', '.join(copied)}, role_id, from_position, from_at,"
@@ -297,6 +415,9 @@ class AccessProjection(Projection):
         self._end(w, e, member_id, how, keep=f"{member_id}@{w.position}")
 
     def _end(self, w: Writer, e: Any, member_id: str, how: str, keep: str = "") -> None:
+        ended = {"ended_how": how, "ended_by_id": e.actor_id, "ended_by_email": e.actor_email}
+        if self._intervals.close(member_id, w.position, w.time(e.timestamp), **ended):
+            return
         w.run(
             "UPDATE {access_intervals} SET to_position = %s, to_at = %s, ended_how = %s, ended_by_id = %s,"
             " ended_by_email = %s WHERE member_id = %s AND to_position IS NULL AND interval_id <> %s",
@@ -311,18 +432,18 @@ class AccessProjection(Projection):
             self._invitation_closed(w, e, str(e.replaces_invitation_id), "expired")
         self._grantors[str(e.invitation_id)] = (e.actor_id, e.actor_email)
         at = w.time(e.timestamp)
-        self._insert(w, "access_invitations", _INVITATION_COLUMNS, (
+        self._invitations.add(dict(zip(_INVITATION_COLUMNS, (
             f"{e.invitation_id}@{w.position}", str(e.originator_id), str(e.invitation_id), e.email, str(e.role_id),
             "pending", e.actor_id, e.actor_email, at, w.time(e.expires_at), None, 0, None, "queued", None,
             w.position, at, None, None, lane(e.originator_id),
-        ))  # fmt: skip
+        ), strict=True)))  # fmt: skip
 
     @apply.register(Organization.InvitationResent)
     def _resent(self, e: Organization.InvitationResent, w: Writer) -> None:
         self._moment(e, w)
         self._new_version(w, e, "access_invitations", _INVITATION_COLUMNS, "invitation_id", str(e.invitation_id),
                           expires_at=w.time(e.expires_at), resent_at=w.time(e.timestamp), email_status="queued",
-                          resend_count=_Sql("resend_count + 1"))  # fmt: skip
+                          resend_count=_Sql("resend_count + 1", lambda row: row["resend_count"] + 1))  # fmt: skip
 
     @apply.register(Organization.InvitationCancelled)
     def _cancelled(self, e: Organization.InvitationCancelled, w: Writer) -> None:
@@ -357,6 +478,13 @@ class AccessProjection(Projection):
     def _organization_deleted(self, e: Organization.OrganizationDeleted, w: Writer) -> None:
         self._moment(e, w)
         org, at = str(e.originator_id), w.time(e.timestamp)
+        ended = {"ended_how": ORGANIZATION_DELETED, "ended_by_id": e.actor_id, "ended_by_email": e.actor_email}
+        for member in [key for key, row in self._intervals.open.items() if row["organization_id"] == org]:
+            self._intervals.close(member, w.position, at, **ended)
+        for invitation in [key for key, row in self._invitations.open.items()
+                           if row["organization_id"] == org and row["status"] == "pending"]:  # fmt: skip
+            self._invitations.new_version(invitation, f"{invitation}@{w.position}", w.position, at,
+                                          status="cancelled", closed_at=at)  # fmt: skip
         w.run(
             "UPDATE {access_intervals} SET to_position = %s, to_at = %s, ended_how = %s, ended_by_id = %s,"
             " ended_by_email = %s WHERE organization_id = %s AND to_position IS NULL",
@@ -382,12 +510,16 @@ class AccessProjection(Projection):
         marks = ", ".join(["%s"] * len(columns))
         w.run(f"INSERT INTO {{{table}}} ({', '.join(columns)}) VALUES ({marks})", *values)
 
-    @classmethod
     def _new_version(
-        cls, w: Writer, e: Any, table: str, columns: Sequence[str], key: str, key_value: str, **changes: Any
+        self, w: Writer, e: Any, table: str, columns: Sequence[str], key: str, key_value: str, **changes: Any
     ) -> None:
-        """A copy of the open version of `key_value` with `changes`, open from this event; the old one closes."""
-        cls._new_versions(w, e, table, columns, key, f"{key} = %s", (key_value,), **changes)
+        """A copy of the open version of `key_value` with `changes`, open from this event; the old one closes
+        (in the batch's rows, or else in the table)."""
+        rows = self._invitations if table == "access_invitations" else None
+        at = w.time(e.timestamp)
+        if rows is not None and rows.new_version(key_value, f"{key_value}@{w.position}", w.position, at, **changes):
+            return
+        self._new_versions(w, e, table, columns, key, f"{key} = %s", (key_value,), **changes)
 
     @staticmethod
     def _new_versions(
@@ -431,9 +563,14 @@ class AccessProjection(Projection):
 
 @dataclass(frozen=True)
 class _Sql:
-    """A value computed by the database from the copied row (`resend_count + 1`)."""
+    """A value computed from the copied row: by the database (`expression`), or here for a row of the batch."""
 
     expression: str
+    of_row: Callable[[dict[str, Any]], Any] | None = None
+
+    def compute(self, row: dict[str, Any]) -> Any:
+        assert self.of_row is not None, self.expression
+        return self.of_row(row)
 
 
 # -- reads -------------------------------------------------------------------------------------------------------------

@@ -172,6 +172,9 @@ class Projection:
         """A batch starts after position `after`. A projection that remembers things between batches forgets
         them unless it applied the batch that ended there itself: another runner may have applied those."""
 
+    def prepare(self, w: Writer, events: Sequence[Any]) -> None:
+        """Before the batch's events are applied, outside the pipeline: read what they will need at once."""
+
     def ended(self, position: int) -> None:
         """The batch was applied up to `position` (its transaction is yet to commit: see forget_uncommitted)."""
 
@@ -202,6 +205,7 @@ def apply_batch(
     writer = projection.writer(db, cursor)
     handler_for = projection.handler_for
     projection.begin(after)
+    projection.prepare(writer, [event for position, event in batch if position > after])
     with db.pipelined(cursor):
         for position, event in batch:
             if position > after and (handler := handler_for(type(event))) is not None:
