@@ -5,8 +5,6 @@ parameter of `GET /api/members`, `/api/roles` and `/api/invitations`."""
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Any
 from uuid import UUID
 
@@ -38,11 +36,10 @@ def check_history_reader(me: Membership) -> None:
 def member_history(me: Membership, member_id: UUID) -> Any:
     """Every role the member held, oldest first: when, granted how and by whom, ended how and by whom (also
     for members who have left or were removed)."""
-    intervals = access.member_history(services().read_db, me.organization_id, member_id)
-    if not intervals:
+    holder = access.member_history(services().read_db, me.organization_id, member_id)
+    if holder is None:
         raise ApiError(404, "member_not_found", f"No member {member_id} in this organization, now or before.")
-    last = intervals[-1]
-    return jsonify(access.Holder(last.member_id, last.user_id, last.email, last.name, intervals).as_json())
+    return jsonify(holder.as_json())
 
 
 @blp.route("/access-review", methods=["GET"])
@@ -59,15 +56,7 @@ def access_review(me: Membership, args: dict[str, Any]) -> Any:
         raise ApiError(400, "invalid_window", "`to` is before `from`.")
     holders = access.access_review(services().read_db, me.organization_id, args["permission"], since, until)
     if args["format"] == "csv":
-        return _csv(holders, f"access-review-{args['permission'].replace(':', '-')}.csv")
-    return jsonify({"permission": args["permission"], "since": since.isoformat(), "until": until.isoformat(),
-                    "holders": [holder.as_json() for holder in holders]})  # fmt: skip
-
-
-def _csv(holders: list[access.Holder], filename: str) -> Response:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(access.REVIEW_COLUMNS)
-    writer.writerows(access.review_rows(holders))
-    return Response(out.getvalue(), content_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})  # fmt: skip
+        filename = f"access-review-{args['permission'].replace(':', '-')}.csv"
+        return Response(access.review_csv(holders), content_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})  # fmt: skip
+    return jsonify(access.review_as_json(args["permission"], since, until, holders))

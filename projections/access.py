@@ -8,13 +8,17 @@ stream's timestamps can step back; the moment of an event is then the earliest t
 in its stream (an event recorded later cannot have happened earlier), kept in `timeline`, so that "as of T"
 is always a prefix of the stream, exactly what `membership audit replay --at T` replays.
 
-Each event is one or two statements that write what the event says, reading nothing back into Python (a
-grant by invitation or link names its grantor with a sub-query): there is no state to keep between batches.
+Versions are written a batch at a time (`BatchRows`): the open versions a batch's events change are read
+before it in one query per table, and its new rows are copied in at its end. Between batches of one runner
+the projection remembers each organization's last moment and member count and each invitation's or link's
+grantor, and forgets them when another runner's batch came between (`begin`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import csv
+import io
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import singledispatchmethod
@@ -117,12 +121,13 @@ class BatchRows:
         return True
 
     def new_version(self, key: str, version_id: str, position: int, at: Any, **changes: Any) -> bool:
-        """The open version of `key` closes and a copy with `changes` opens, if it is here; else False."""
+        """The open version of `key` closes and a copy with `changes` (values, or functions of the old row)
+        opens, if it is here; else False."""
         old = self.open.get(key)
         if old is None:
             return False
         self.close(key, position, at)
-        values = {name: value.compute(old) if isinstance(value, _Sql) else value for name, value in changes.items()}
+        values = {name: value(old) if callable(value) else value for name, value in changes.items()}
         self.add({**old, **values, self.version: version_id, "from_position": position, "from_at": at,
                   "to_position": None, "to_at": None})  # fmt: skip
         return True
@@ -291,9 +296,9 @@ class AccessProjection(Projection):
     @apply.register(Organization.RoleUpdated)
     def _role_updated(self, e: Organization.RoleUpdated, w: Writer) -> None:
         self._moment(e, w)
-        self._new_version(w, e, "access_roles", _ROLE_COLUMNS, "role_id", str(e.role_id), name=e.name,
-                          description=e.description, permissions=encode_permissions(e.permissions),
-                          changed_by_id=e.actor_id, changed_by_email=e.actor_email)  # fmt: skip
+        self._new_versions(w, e, "access_roles", _ROLE_COLUMNS, "role_id", "role_id = %s", (str(e.role_id),),
+                           name=e.name, description=e.description, permissions=encode_permissions(e.permissions),
+                           changed_by_id=e.actor_id, changed_by_email=e.actor_email)  # fmt: skip
 
     @apply.register(Organization.RoleDeleted)
     def _role_deleted(self, e: Organization.RoleDeleted, w: Writer) -> None:
@@ -320,7 +325,7 @@ class AccessProjection(Projection):
     def _accepted(self, e: Organization.InviteAccepted, w: Writer) -> None:
         self._moment(e, w)
         invitation = str(e.invitation_id)
-        self._new_version(w, e, "access_invitations", _INVITATION_COLUMNS, "invitation_id", invitation,
+        self._invitation_version(w, e, invitation,
                           status="accepted", closed_at=w.time(e.timestamp))  # fmt: skip
         inviter = "(SELECT {0} FROM {{access_invitations}} WHERE invitation_id = %s AND to_position IS NULL)"
         self._grant_by(
@@ -386,43 +391,22 @@ class AccessProjection(Projection):
         )  # fmt: skip
 
     def _regrant(self, w: Writer, e: Any, member_id: str, role_id: str, how: str) -> None:
-        """The member's open interval ends and one with `role_id` begins, both by the event's actor."""
-        at = w.time(e.timestamp)
+        """The member's open interval ends and one with `role_id` begins, both by the event's actor. (Its open
+        interval was read before the batch: `prepare`.)"""
         old = self._intervals.open.get(member_id)
-        if old is not None:  # a row of this batch
-            self._end(w, e, member_id, how)
-            self._intervals.add({**old, "interval_id": f"{member_id}@{w.position}", "role_id": role_id,
-                                 "from_position": w.position, "from_at": at, "to_position": None, "to_at": None,
-                                 "granted_how": how, "granted_by_id": e.actor_id, "granted_by_email": e.actor_email,
-                                 "granted_via": None, "ended_how": None, "ended_by_id": None,
-                                 "ended_by_email": None})  # fmt: skip
+        if old is None:
             return
-        copied = ("organization_id", "member_id", "user_id", "email", "name", "joined_at", "lane")
-        w.run(
-            f"INSERT INTO {{access_intervals}} (interval_id, {', '.join(copied)}, role_id, from_position, from_at,"
-            " granted_how, granted_by_id, granted_by_email)"
-            f" SELECT %s, {', '.join(copied)}, %s, %s, %s, %s, %s, %s FROM {{access_intervals}}"
-            " WHERE member_id = %s AND to_position IS NULL",
-            f"{member_id}@{w.position}",
-            role_id,
-            w.position,
-            at,
-            how,
-            e.actor_id,
-            e.actor_email,
-            member_id,
-        )
-        self._end(w, e, member_id, how, keep=f"{member_id}@{w.position}")
+        at = w.time(e.timestamp)
+        self._end(w, e, member_id, how)
+        self._intervals.add({**old, "interval_id": f"{member_id}@{w.position}", "role_id": role_id,
+                             "from_position": w.position, "from_at": at, "to_position": None, "to_at": None,
+                             "granted_how": how, "granted_by_id": e.actor_id, "granted_by_email": e.actor_email,
+                             "granted_via": None, "ended_how": None, "ended_by_id": None,
+                             "ended_by_email": None})  # fmt: skip
 
-    def _end(self, w: Writer, e: Any, member_id: str, how: str, keep: str = "") -> None:
+    def _end(self, w: Writer, e: Any, member_id: str, how: str) -> None:
         ended = {"ended_how": how, "ended_by_id": e.actor_id, "ended_by_email": e.actor_email}
-        if self._intervals.close(member_id, w.position, w.time(e.timestamp), **ended):
-            return
-        w.run(
-            "UPDATE {access_intervals} SET to_position = %s, to_at = %s, ended_how = %s, ended_by_id = %s,"
-            " ended_by_email = %s WHERE member_id = %s AND to_position IS NULL AND interval_id <> %s",
-            w.position, w.time(e.timestamp), how, e.actor_id, e.actor_email, member_id, keep,
-        )  # fmt: skip
+        self._intervals.close(member_id, w.position, w.time(e.timestamp), **ended)
 
     # -- invitations and links ---------------------------------------------------------------------------------
     @apply.register(Organization.MemberInvited)
@@ -441,9 +425,9 @@ class AccessProjection(Projection):
     @apply.register(Organization.InvitationResent)
     def _resent(self, e: Organization.InvitationResent, w: Writer) -> None:
         self._moment(e, w)
-        self._new_version(w, e, "access_invitations", _INVITATION_COLUMNS, "invitation_id", str(e.invitation_id),
+        self._invitation_version(w, e, str(e.invitation_id),
                           expires_at=w.time(e.expires_at), resent_at=w.time(e.timestamp), email_status="queued",
-                          resend_count=_Sql("resend_count + 1", lambda row: row["resend_count"] + 1))  # fmt: skip
+                          resend_count=lambda row: row["resend_count"] + 1)  # fmt: skip
 
     @apply.register(Organization.InvitationCancelled)
     def _cancelled(self, e: Organization.InvitationCancelled, w: Writer) -> None:
@@ -453,13 +437,13 @@ class AccessProjection(Projection):
     @apply.register(Organization.InvitationEmailSent)
     def _email_sent(self, e: Organization.InvitationEmailSent, w: Writer) -> None:
         self._moment(e, w)
-        self._new_version(w, e, "access_invitations", _INVITATION_COLUMNS, "invitation_id", str(e.invitation_id),
+        self._invitation_version(w, e, str(e.invitation_id),
                           email_status="sent", last_sent_at=w.time(e.timestamp))  # fmt: skip
 
     @apply.register(Organization.InvitationEmailFailed)
     def _email_failed(self, e: Organization.InvitationEmailFailed, w: Writer) -> None:
         self._moment(e, w)
-        self._new_version(w, e, "access_invitations", _INVITATION_COLUMNS, "invitation_id", str(e.invitation_id),
+        self._invitation_version(w, e, str(e.invitation_id),
                           email_status="failed")  # fmt: skip
 
     @apply.register(Organization.InviteLinkCreated)
@@ -470,7 +454,7 @@ class AccessProjection(Projection):
               " VALUES (%s, %s, %s, %s)", str(e.link_id), str(e.originator_id), e.actor_id, e.actor_email)  # fmt: skip
 
     def _invitation_closed(self, w: Writer, e: Any, invitation_id: str, status: str) -> None:
-        self._new_version(w, e, "access_invitations", _INVITATION_COLUMNS, "invitation_id", invitation_id,
+        self._invitation_version(w, e, invitation_id,
                           status=status, closed_at=w.time(e.timestamp))  # fmt: skip
 
     # -- the organization --------------------------------------------------------------------------------------
@@ -510,16 +494,11 @@ class AccessProjection(Projection):
         marks = ", ".join(["%s"] * len(columns))
         w.run(f"INSERT INTO {{{table}}} ({', '.join(columns)}) VALUES ({marks})", *values)
 
-    def _new_version(
-        self, w: Writer, e: Any, table: str, columns: Sequence[str], key: str, key_value: str, **changes: Any
-    ) -> None:
-        """A copy of the open version of `key_value` with `changes`, open from this event; the old one closes
-        (in the batch's rows, or else in the table)."""
-        rows = self._invitations if table == "access_invitations" else None
-        at = w.time(e.timestamp)
-        if rows is not None and rows.new_version(key_value, f"{key_value}@{w.position}", w.position, at, **changes):
-            return
-        self._new_versions(w, e, table, columns, key, f"{key} = %s", (key_value,), **changes)
+    def _invitation_version(self, w: Writer, e: Any, invitation_id: str, **changes: Any) -> None:
+        """A copy of the invitation's open version (read before the batch: `prepare`) with `changes` (values, or
+        functions of the copied row), open from this event; the old one closes."""
+        self._invitations.new_version(invitation_id, f"{invitation_id}@{w.position}", w.position,
+                                      w.time(e.timestamp), **changes)  # fmt: skip
 
     @staticmethod
     def _new_versions(
@@ -563,14 +542,9 @@ class AccessProjection(Projection):
 
 @dataclass(frozen=True)
 class _Sql:
-    """A value computed from the copied row: by the database (`expression`), or here for a row of the batch."""
+    """A value the database computes from the copied row (`_new_versions`)."""
 
     expression: str
-    of_row: Callable[[dict[str, Any]], Any] | None = None
-
-    def compute(self, row: dict[str, Any]) -> Any:
-        assert self.of_row is not None, self.expression
-        return self.of_row(row)
 
 
 # -- reads -------------------------------------------------------------------------------------------------------------
@@ -786,15 +760,20 @@ def _interval(db: ReadDatabase, row: Sequence[Any]) -> Interval:
     )  # fmt: skip
 
 
-def member_history(db: ReadDatabase, organization_id: UUID, member_id: UUID) -> list[Interval]:
-    """Every role the member held, oldest first, with who granted and ended each; empty for no such member."""
+def member_history(db: ReadDatabase, organization_id: UUID, member_id: UUID) -> Holder | None:
+    """The member, as their latest interval names them, with every role they held, oldest first, and who granted
+    and ended each; None for no such member, now or before."""
     with read(db) as tables:
         rows = tables.fetch(
             f"{_INTERVAL_SELECT}{_AT_START} WHERE i.organization_id = %s AND i.member_id = %s"
             " ORDER BY i.from_position",
             str(organization_id), str(member_id),
         )  # fmt: skip
-    return [_interval(db, row) for row in rows]
+    intervals = [_interval(db, row) for row in rows]
+    if not intervals:
+        return None
+    last = intervals[-1]
+    return Holder(last.member_id, last.user_id, last.email, last.name, intervals)
 
 
 @dataclass(frozen=True)
@@ -858,6 +837,21 @@ def access_review(
 
 REVIEW_COLUMNS = ("email", "name", "userId", "memberId", "role", "permissions", "since", "until", "grantedHow",
                   "grantedBy", "grantedVia", "endedHow", "endedBy")  # fmt: skip
+
+
+def review_as_json(permission: str, since: datetime, until: datetime, holders: list[Holder]) -> dict[str, Any]:
+    """An access review as the API answers it (api.schemas.AccessReviewSchema) and the CLI prints it."""
+    return {"permission": permission, "since": since.isoformat(), "until": until.isoformat(),
+            "holders": [holder.as_json() for holder in holders]}  # fmt: skip
+
+
+def review_csv(holders: list[Holder]) -> str:
+    """An access review as CSV (REVIEW_COLUMNS, then a row per interval), safe to open in a spreadsheet."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(REVIEW_COLUMNS)
+    writer.writerows(review_rows(holders))
+    return out.getvalue()
 
 
 def review_rows(holders: list[Holder]) -> Iterator[list[str]]:

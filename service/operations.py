@@ -243,17 +243,15 @@ def audit_replay(organization_id: UUID, at: datetime, as_json: bool) -> None:
 def audit_history(organization_id: UUID, member_id: UUID, as_json: bool) -> None:
     """Every role a member held: when, granted how and by whom, ended how and by whom."""
     with services() as built:
-        intervals = access.member_history(built.read_db, organization_id, member_id)
-    if not intervals:
+        holder = access.member_history(built.read_db, organization_id, member_id)
+    if holder is None:
         click.echo(f"membership: no member {member_id} in organization {organization_id}, now or before", err=True)
         sys.exit(1)
-    last = intervals[-1]
-    holder = access.Holder(last.member_id, last.user_id, last.email, last.name, intervals)
     if as_json:
         click.echo(json.dumps(holder.as_json(), indent=2))
         return
     click.echo(f"{holder.email} ({holder.name or holder.user_id})")
-    _table("Roles held", [_interval_row(i) for i in intervals], ["role", "since", "until", "granted", "ended"])
+    _table("Roles held", [_interval_row(i) for i in holder.intervals], ["role", "since", "until", "granted", "ended"])
 
 
 @audit.command("access-review")
@@ -270,12 +268,9 @@ def audit_access_review(
     with services() as built:
         holders = access.access_review(built.read_db, organization_id, permission, since, until)
     if fmt == "json":
-        review = {"permission": permission, "since": since.isoformat(), "until": until.isoformat()}
-        click.echo(json.dumps({**review, "holders": [holder.as_json() for holder in holders]}, indent=2))
+        click.echo(json.dumps(access.review_as_json(permission, since, until, holders), indent=2))
     elif fmt == "csv":
-        writer = csv.writer(sys.stdout)
-        writer.writerow(access.REVIEW_COLUMNS)
-        writer.writerows(access.review_rows(holders))
+        click.echo(access.review_csv(holders), nl=False)
     else:
         click.echo(f"{permission} from {since.isoformat()} to {until.isoformat()}: {len(holders)} people")
         rows = [{"email": h.email, **_interval_row(i)} for h in holders for i in h.intervals]

@@ -7,8 +7,6 @@ permission at any moment of it, with each interval that gave it and who granted 
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from uuid import UUID
@@ -41,10 +39,10 @@ class Window:
 def member_history(member_id: UUID) -> ResponseReturnValue:
     here = seat()
     check_permission(here.permissions, VIEW_MEMBERS)
-    intervals = access.member_history(services().read_db, here.organization_id, member_id)
-    if not intervals:
+    holder = access.member_history(services().read_db, here.organization_id, member_id)
+    if holder is None:
         abort(404)
-    return render_template("console/member_history.html", seat=here, intervals=intervals, member=intervals[-1])
+    return render_template("console/member_history.html", seat=here, intervals=holder.intervals, member=holder)
 
 
 @bp.get("/settings/access-review")
@@ -66,12 +64,8 @@ def export() -> ResponseReturnValue:
     window = _window()
     if window.problems or window.since is None:
         abort(400)
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(access.REVIEW_COLUMNS)
-    writer.writerows(access.review_rows(_holders(window)))
     name = f"access-review-{window.form['permission'].replace(':', '-')}-{window.form['since']}.csv"
-    return Response(out.getvalue(), content_type="text/csv; charset=utf-8",
+    return Response(access.review_csv(_holders(window)), content_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})  # fmt: skip
 
 

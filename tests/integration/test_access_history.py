@@ -114,7 +114,9 @@ def test_roles_as_of_show_permissions_and_holders_then(services: Services, story
 
 def test_a_members_history_names_every_grant_and_its_end(services: Services, story: Story) -> None:
     app = services.organizations
-    ann = access.member_history(services.read_db, story.org, member_id(app, story.org, story.ann))
+    found = access.member_history(services.read_db, story.org, member_id(app, story.org, story.ann))
+    assert found is not None and found.email == story.ann.email
+    ann = found.intervals
     assert [(i.role.name, i.granted.how, i.granted.by.email) for i in ann] == [
         ("Developer", "invitation", story.olga.email),  # who invited her, not herself accepting
         ("Admin", "role_change", story.olga.email),
@@ -125,7 +127,9 @@ def test_a_members_history_names_every_grant_and_its_end(services: Services, sto
     ]  # fmt: skip
     assert ann[0].from_at == story.times["ann joins"] and ann[0].to_at == story.times["ann promoted"]
     assert ann[0].granted.via is not None  # the invitation
-    olga = access.member_history(services.read_db, story.org, member_id(app, story.org, story.olga))
+    olga_found = access.member_history(services.read_db, story.org, member_id(app, story.org, story.olga))
+    assert olga_found is not None
+    olga = olga_found.intervals
     assert [(i.role.name, i.granted.how) for i in olga] == [("Owner", "created"), ("Admin", "ownership_transfer")]
 
 
