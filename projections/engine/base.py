@@ -118,11 +118,10 @@ class Projection:
         for logical, columns in self.tables.items():
             types = {"ts": db.type("ts"), "bigint": db.type("bigint"), "json": db.type("json")}
             cursor.execute(f"CREATE TABLE IF NOT EXISTS {self.table_names[logical]} ({columns.format(**types)})")
-        statements = self.index_statements(db.extensions(cursor))
-        if not with_indexes:
-            names = {f"{self.table_names[logical]}_{suffix} " for suffix, logical, _ in self.indexes if suffix in
-                     self.write_indexes}  # fmt: skip
-            statements = [s for s in statements if any(name in s for name in names)]
+        if with_indexes:
+            statements = self.index_statements(db.extensions(cursor))
+        else:
+            statements = [self._index_statement(*index) for index in self.indexes if index[0] in self.write_indexes]
         for statement in statements:
             cursor.execute(statement)
 
@@ -130,12 +129,7 @@ class Projection:
         """Secondary indexes (for the queries); building them once over full tables beats updating them per row.
         PostgreSQL's own ones are made where their extension is installed (`extensions`: name -> schema; None
         on SQLite)."""
-        statements = []
-        for suffix, logical, definition in self.indexes:
-            columns, _, where = definition.partition(" WHERE ")
-            table = self.table_names[logical]
-            partial = f" WHERE {where}" if where else ""
-            statements.append(f"CREATE INDEX IF NOT EXISTS {table}_{suffix} ON {table} ({columns}){partial}")
+        statements = [self._index_statement(*index) for index in self.indexes]
         if extensions is None:
             return statements
         for suffix, logical, extension, using in self.postgres_indexes:
@@ -144,6 +138,12 @@ class Projection:
                 method = using.format(schema=extensions.get(extension, ""))
                 statements.append(f"CREATE INDEX IF NOT EXISTS {table}_{suffix} ON {table} USING {method}")
         return statements
+
+    def _index_statement(self, suffix: str, logical: str, definition: str) -> str:
+        columns, _, where = definition.partition(" WHERE ")
+        table = self.table_names[logical]
+        partial = f" WHERE {where}" if where else ""
+        return f"CREATE INDEX IF NOT EXISTS {table}_{suffix} ON {table} ({columns}){partial}"
 
     def drop_tables(self, cursor: Cursor) -> None:
         for table in self.table_names.values():
