@@ -26,6 +26,7 @@ from api import (
     invitations,
     jobs,
     members,
+    operator,
     organizations,
     previews,
     roles,
@@ -76,7 +77,8 @@ def create_app(services: Services) -> Flask:
     app.extensions["membership"] = services
     app.config.update(_api_config(), MAX_CONTENT_LENGTH=MAX_BODY_BYTES)
     api = MembershipApi(app)
-    for module in (organizations, members, history, jobs, previews, invitations, accept, roles, audit, health):
+    modules = (organizations, members, history, jobs, previews, invitations, accept, roles, audit, health, operator)
+    for module in modules:
         api.register_blueprint(module.blp)
     register_error_handlers(app)
     _allow_cross_origin(app, services.settings.cors_origins)

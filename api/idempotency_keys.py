@@ -7,15 +7,24 @@ key, scoped to organization and caller (`scope` is a hash of the three):
 - `saved`: its command was saved, but it answered 5xx (or died): `payload` is the receipt;
 - `done`: the answer was given (`payload` is the response, replayed to retries).
 
-Payloads may hold an invite link's code, so they are stored encrypted (see api.idempotency).
+Payloads may hold an invite link's code and people's addresses, so they are stored encrypted (AES-GCM with
+a key derived from MEMBERSHIP_SECRET_KEY, the row's scope as associated data: `seal`, `open_sealed`).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
+import os
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from projections.engine.sql import Cursor, ReadDatabase
 
@@ -105,3 +114,34 @@ _SELECT = f"SELECT scope, fingerprint, state, payload, created_at, updated_at FR
 def _record(db: ReadDatabase, row: Any) -> Record:
     scope, fingerprint, state, payload, created_at, updated_at = row
     return Record(scope, fingerprint, state, payload, db.when(created_at), db.when(updated_at))
+
+
+def seal(secret_key: bytes, scope: str, payload: dict[str, Any]) -> str:
+    nonce = os.urandom(12)
+    sealed = _cipher(secret_key).encrypt(nonce, json.dumps(payload).encode(), scope.encode())
+    return base64.b64encode(nonce + sealed).decode()
+
+
+def open_sealed(secret_key: bytes, scope: str, payload: str) -> dict[str, Any]:
+    raw = base64.b64decode(payload)
+    opened: dict[str, Any] = json.loads(_cipher(secret_key).decrypt(raw[:12], raw[12:], scope.encode()))
+    return opened
+
+
+def _cipher(secret_key: bytes) -> AESGCM:
+    return AESGCM(hmac.new(secret_key, b"idempotency-keys", hashlib.sha256).digest())
+
+
+def delete_naming(db: ReadDatabase, secret_key: bytes, texts: Sequence[str]) -> int:
+    """Delete the keys whose kept answer or receipt names any of `texts` (an erased person); a retry with
+    one of them then runs afresh. Reads every key kept (about a day's), opening each."""
+    wanted = [text.lower() for text in texts if text]
+    with db.transaction() as cursor:
+        cursor.execute(f"SELECT scope, payload FROM {TABLE} WHERE payload IS NOT NULL")  # noqa: S608
+        naming = [
+            scope
+            for scope, payload in cursor.fetchall()
+            if any(text in json.dumps(open_sealed(secret_key, scope, payload), ensure_ascii=False).lower() for text in wanted)
+        ]
+        cursor.executemany(db.sql(f"DELETE FROM {TABLE} WHERE scope = %s"), [(scope,) for scope in naming])  # noqa: S608
+    return len(naming)

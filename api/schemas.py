@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from membership.events import event_types
 from membership.inputs import INVITATION_DAYS, INVITE_LINK_DAYS, MAX_LINK_USES
@@ -352,7 +352,7 @@ class AuditEventSchema(Schema):
 
 class ChangeSchema(Schema):
     how = fields.String(metadata={"enum": ["created", "invitation", "invite_link", "role_change",
-                                           "ownership_transfer", "removed", "left", "organization_deleted"]})
+                                           "ownership_transfer", "removed", "left", "organization_deleted", "erased"]})
     by = fields.Nested(ActorRefSchema)
     via = fields.String(allow_none=True, metadata={"description": "The invitation or invite link"})
 
@@ -397,6 +397,27 @@ class HealthSchema(Schema):
 class BulkRoleSchema(Schema):
     memberIds = fields.List(fields.UUID(), required=True, validate=validate.Length(1, 10_000))
     roleId = fields.UUID(required=True)
+
+
+class ErasureRequestSchema(Schema):
+    email = text(3, 254, metadata={"description": "The person's e-mail address"})
+    userId = text(1, 255, metadata={"description": "The person's user id: every address they used is erased"})
+
+    @validates_schema
+    def _exactly_one(self, data: dict[str, Any], **_: Any) -> None:
+        if ("email" in data) == ("userId" in data):
+            raise ValidationError("Give exactly one of email and userId.", "_schema")
+
+
+class ErasureSchema(Schema):
+    pseudonyms = fields.List(fields.String(), metadata={"description": "The erased keys' ids (no personal data)"})
+    organizations = fields.List(fields.String(), metadata={"description": "Where PersonErased was recorded"})
+    snapshotsDeleted = fields.Integer(attribute="snapshots_deleted")
+    mailRowsScrubbed = fields.Integer(attribute="mail_rows_scrubbed")
+    responsesDeleted = fields.Integer(attribute="responses_deleted")
+    outboxFilesDeleted = fields.Integer(attribute="outbox_files_deleted")
+    rebuilt = fields.Dict(keys=fields.String(), values=fields.Integer(),
+                          metadata={"description": "Each read model's new generation"})  # fmt: skip
 
 
 class BulkRemoveSchema(Schema):

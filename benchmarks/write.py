@@ -73,6 +73,30 @@ def cold_load_ms(app: Organizations, org: Org) -> float:
     return (time.perf_counter() - started) * 1000
 
 
+def storage(app: Organizations, orgs: list[Org]) -> None:
+    """What the store holds: each organization's latest snapshot (bytes, and per member), and the tables."""
+    print("storage: the latest snapshot of each organization, and the tables on disk (with their indexes)")
+    for org in orgs:
+        found = [] if app.snapshots is None else list(app.snapshots.get(org.id, desc=True, limit=1))
+        if found:
+            stored = app.snapshots.mapper.to_stored_event(found[0])  # type: ignore[union-attr]
+            print(f"  {org.size:>9,} members: snapshot {len(stored.state):>12,} bytes, "
+                  f"{len(stored.state) / org.size:>7.0f} bytes per member")  # fmt: skip
+    recorder = app.recorder
+    tables = {"events": recorder.events_table_name}  # type: ignore[attr-defined]
+    if app.snapshots is not None:
+        tables["snapshots"] = app.snapshots.recorder.events_table_name  # type: ignore[attr-defined]
+    tables["personal keys"] = "personal_keys"
+    schema = recorder.datastore.schema  # type: ignore[attr-defined]
+    sizes = {}
+    with recorder.datastore.transaction(commit=False) as cursor:  # type: ignore[attr-defined]
+        for label, table in tables.items():
+            cursor.execute("SELECT pg_total_relation_size(%s) AS size", (f"{schema}.{table}",))
+            sizes[label] = int(cursor.fetchone()["size"])
+    print("  " + "  ".join(f"{label} {size / 2**20:,.1f} MiB" for label, size in sizes.items())
+          + (f"  (snapshots/events {sizes['snapshots'] / sizes['events']:.2f})" if "snapshots" in sizes else ""))
+
+
 def latest_snapshot_version(app: Organizations, org_id: UUID) -> int | None:
     if app.snapshots is None:
         return None
@@ -292,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
         total_seconds = sum(o.seed_seconds for o in orgs)
         print(f"{'total':>9}  {total_events:>9,}  {total_seconds:>8.1f}  {total_events / total_seconds:>8,.0f}")
         print("cold load: evicted from the cache, then loaded (latest snapshot + the events after it)")
+        print()
+        storage(app, orgs)
         print()
 
         gc.collect()  # seeding garbage out of the way; the big organizations stay, as in production

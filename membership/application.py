@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.persistence import IntegrityError, JSONTranscoder
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Mapper
 
 from membership import exceptions as err
 from membership import previews, state
@@ -37,6 +37,7 @@ from membership.inputs import DEFAULT_EXPIRES_IN_DAYS, Actor
 from membership.jobs import ROLE_CHANGE, BulkJob, IdempotencyKeyReusedError, JobNotFoundError, job_id_for
 from membership.organization import Organization
 from membership.permissions import MANAGE_MEMBERS
+from membership.personal_data import PersonalDataMapper, PersonalKeys, SealedTranscoding
 from membership.tokens import INVITATION, INVITE_LINK, ParsedToken, TokenSigner, new_nonce
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,14 @@ class Organizations(Application[UUID]):
         snapshot_interval: int | None = None,
         max_pending_invitations: int = 1000,
         snapshot_in_commands: bool = True,
+        personal_keys: PersonalKeys | None = None,
     ) -> None:
+        # Personal fields of events are sealed per person with these keys (membership.personal_data); read
+        # by construct_mapper and register_transcodings, which the library's __init__ calls.
+        self.personal_keys = personal_keys
         super().__init__(env)
+        if personal_keys is not None:
+            personal_keys.bind(self.recorder.datastore)  # type: ignore[attr-defined]
         self.signer = TokenSigner(secret_key or new_nonce().encode())
         self.clock = clock
         self.max_pending_invitations = max_pending_invitations
@@ -112,9 +119,17 @@ class Organizations(Application[UUID]):
         self.exclusive_across_processes: Callable[[UUID], AbstractContextManager[object]] = _no_lock
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
-        """The organization's state records too, so snapshots can hold them."""
+        """The organization's state records too, so snapshots can hold them; and sealed personal data."""
         super().register_transcodings(transcoder)
         state.register_transcodings(transcoder)
+        transcoder.register(SealedTranscoding(self.personal_keys))  # without keys, sealed values read as erased
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        if self.personal_keys is None:
+            return super().construct_mapper()
+        mapper = self.factory.mapper(transcoder=self.construct_transcoder(), mapper_class=PersonalDataMapper)
+        mapper.keys = self.personal_keys  # type: ignore[attr-defined]
+        return mapper
 
     # -- organizations -------------------------------------------------------
     def create_organization(self, actor: Actor, name: str) -> Receipt:
@@ -259,6 +274,16 @@ class Organizations(Application[UUID]):
         return self._update(
             organization_id,
             lambda org: org.record_event_skipped(actor, projection, position, event_type, reason, self.clock()),
+        )
+
+    def erase_person(
+        self, organization_id: UUID, operator: str, pseudonym: str, address: str, user_ids: Iterable[str]
+    ) -> Receipt:
+        """Record in this organization that an operator erased the person at `address` (see
+        membership.personal_data: their key, `pseudonym`, is deleted right after)."""
+        actor = Actor(f"operator:{operator}", "", operator)
+        return self._update(
+            organization_id, lambda org: org.erase_person(actor, pseudonym, address, user_ids, self.clock())
         )
 
     # -- invite links --------------------------------------------------------

@@ -17,20 +17,33 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
+from membership.personal_data import erased_address, erased_name
 from membership.state import Invitation, InvitationStatus, InviteLink, Member, Role, change, key_of
 
 if TYPE_CHECKING:
     from membership.organization import Organization
 
 
+# Personal data (see membership.personal_data): each personal field -> (the field holding the address of the
+# person it belongs to, the field holding their user id or None). Stored sealed with that person's key.
+Personal = dict[str, tuple[str, str | None]]
+ACTOR: Personal = {"actor_email": ("actor_email", "actor_id")}
+
+
+def personal(address: str, user_id: str | None = None, *others: str) -> Personal:
+    """The actor's address, the `address` field and `others` (names...) of the person at `address`."""
+    return {**ACTOR, address: (address, user_id), **{field: (address, user_id) for field in others}}
+
+
 class Event(Aggregate.Event):
     """Every event records who caused it."""
 
+    PERSONAL_DATA: ClassVar[Personal] = ACTOR
     actor_id: str
     actor_email: str
 
@@ -45,6 +58,7 @@ class MemberJoined(Event):
     """The creator joined as the Owner."""
 
     TOPIC = "membership:Organization.MemberJoined"
+    PERSONAL_DATA = personal("email", "user_id", "name")
     member_id: UUID
     user_id: str
     email: str
@@ -59,6 +73,7 @@ class MemberJoined(Event):
 
 class MemberInvited(Event):
     TOPIC = "membership:Organization.MemberInvited"
+    PERSONAL_DATA = personal("email")
     invitation_id: UUID
     email: str
     role_id: UUID
@@ -105,6 +120,7 @@ class InvitationResent(Event):
 
 class InvitationCancelled(Event):
     TOPIC = "membership:Organization.InvitationCancelled"
+    PERSONAL_DATA = personal("email")
     invitation_id: UUID
     email: str
 
@@ -114,6 +130,7 @@ class InvitationCancelled(Event):
 
 class InviteAccepted(Event):
     TOPIC = "membership:Organization.InviteAccepted"
+    PERSONAL_DATA = personal("email", "user_id", "name")
     invitation_id: UUID
     member_id: UUID
     user_id: str
@@ -160,6 +177,7 @@ class MemberJoinedByLink(Event):
     """Joining by link also cancels a pending invitation to the same e-mail."""
 
     TOPIC = "membership:Organization.MemberJoinedByLink"
+    PERSONAL_DATA = personal("email", "user_id", "name")
     link_id: UUID
     member_id: UUID
     user_id: str
@@ -179,6 +197,7 @@ class MemberJoinedByLink(Event):
 
 class RoleChanged(Event):
     TOPIC = "membership:Organization.RoleChanged"
+    PERSONAL_DATA = personal("email")
     member_id: UUID
     email: str
     old_role_id: UUID
@@ -190,6 +209,7 @@ class RoleChanged(Event):
 
 class MemberRemoved(Event):
     TOPIC = "membership:Organization.MemberRemoved"
+    PERSONAL_DATA = personal("email", "user_id")
     member_id: UUID
     user_id: str
     email: str
@@ -200,6 +220,7 @@ class MemberRemoved(Event):
 
 class MemberLeft(Event):
     TOPIC = "membership:Organization.MemberLeft"
+    PERSONAL_DATA = personal("email", "user_id")
     member_id: UUID
     user_id: str
     email: str
@@ -212,6 +233,7 @@ class OwnershipTransferred(Event):
     """The new Owner gets the Owner role; the old Owner becomes an Admin."""
 
     TOPIC = "membership:Organization.OwnershipTransferred"
+    PERSONAL_DATA = personal("to_email")
     from_member_id: UUID
     to_member_id: UUID
     to_email: str
@@ -266,6 +288,7 @@ class InvitationEmailSent(Event):
     """The mailer handed the e-mail for the invitation's current token to the mail server."""
 
     TOPIC = "membership:Organization.InvitationEmailSent"
+    PERSONAL_DATA = personal("email")
     invitation_id: UUID
     email: str
     message_id: str
@@ -278,6 +301,7 @@ class InvitationEmailFailed(Event):
     """The mail server refused the invitation's e-mail for good."""
 
     TOPIC = "membership:Organization.InvitationEmailFailed"
+    PERSONAL_DATA = personal("email")
     invitation_id: UUID
     email: str
     message_id: str
@@ -307,6 +331,35 @@ class OrganizationDeleted(Event):
         org.deleted = True
         for key in list(org.pending_by_email.values()):
             _close_invitation(org, org.invitations[key].id, "cancelled")
+
+
+class PersonErased(Event):
+    """An operator erased a person (GDPR Art. 17) by deleting their key (`pseudonym`): their personal data in
+    every event reads as a placeholder from now on. In this organization they stop being a member, their
+    pending invitations are cancelled, and the state still holding their address or name holds the
+    placeholder instead, in every process that caches the organization (`apply` runs there too)."""
+
+    TOPIC = "membership:Organization.PersonErased"
+    ERASES_KEY = True  # decoding one makes a process forget the key (membership.personal_data)
+    pseudonym: str
+    member_id: UUID | None  # their membership, which ends here (None: not a member)
+    scrubbed_member_id: UUID | None  # a deleted organization's member record, kept as it was but unnamed
+    invitation_ids: list[UUID]  # every invitation to them, which now names the placeholder
+    cancelled_invitation_ids: list[UUID]  # those of them pending until now
+
+    def apply(self, org: Organization) -> None:
+        address = erased_address(self.pseudonym)
+        if self.member_id is not None:
+            _drop_member(org, self.member_id)
+        if self.scrubbed_member_id is not None:
+            key = key_of(self.scrubbed_member_id)
+            del org.member_by_email[org.members[key].email]
+            change(org.members, self.scrubbed_member_id, email=address, name=erased_name(self.pseudonym))
+            org.member_by_email[address] = key
+        for invitation_id in self.cancelled_invitation_ids:
+            _close_invitation(org, invitation_id, "cancelled")
+        for invitation_id in self.invitation_ids:
+            change(org.invitations, invitation_id, email=address)
 
 
 class EventSkipped(Event):

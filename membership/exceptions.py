@@ -124,6 +124,16 @@ class CannotRemoveYourselfError(ConflictError):
     code = "cannot_remove_yourself"
 
 
+class PersonNotFoundError(NotFoundError):
+    """No personal data belongs to that address or user id (never stored, or already erased)."""
+
+    code = "person_not_found"
+
+
+class OwnerCannotBeErasedError(ConflictError):
+    code = "owner_cannot_be_erased"
+
+
 class OwnerCannotLeaveError(ConflictError):
     code = "owner_cannot_leave"
 

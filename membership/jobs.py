@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
 from membership import exceptions as err
+from membership.events import ACTOR, Personal
 
 MAX_ITEMS = 10_000
 ROLE_CHANGE, REMOVAL = "bulk_role_change", "bulk_remove"
@@ -55,6 +56,7 @@ class BulkJob(Aggregate):
     TOPIC = "membership:BulkJob"
 
     class Event(Aggregate.Event):
+        PERSONAL_DATA: ClassVar[Personal] = ACTOR  # sealed per person (membership.personal_data)
         actor_id: str
         actor_email: str
 

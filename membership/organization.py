@@ -97,6 +97,7 @@ class Organization(Aggregate):
         OrganizationDeleted,
         OrganizationRenamed,
         OwnershipTransferred,
+        PersonErased,
         RoleChanged,
         RoleCreated,
         RoleDeleted,
@@ -281,6 +282,36 @@ class Organization(Aggregate):
             event_type=event_type,
             reason=reason[:MAX_DESCRIPTION_LENGTH],
         )
+
+    def erase_person(self, operator: Actor, pseudonym: str, address: str, user_ids: Iterable[str], now: datetime) -> None:
+        """Record that the person at `address` (under `user_ids`) was erased, their key being `pseudonym`:
+        they stop being a member and their pending invitations are cancelled."""
+        member = self.check_erasable(address, user_ids)
+        theirs = [invitation for invitation in self.invitations.values() if invitation.email == address]
+        self._trigger(
+            self.PersonErased,
+            operator,
+            now,
+            pseudonym=pseudonym,
+            member_id=None if member is None or self.deleted else member.id,
+            scrubbed_member_id=member.id if member is not None and self.deleted else None,
+            invitation_ids=[invitation.id for invitation in theirs],
+            cancelled_invitation_ids=[invitation.id for invitation in theirs if invitation.status == "pending"],
+        )
+
+    def check_erasable(self, address: str, user_ids: Iterable[str]) -> Member | None:
+        """The person's membership here (None if none); the Owner cannot be erased (transfer ownership
+        first), unless the organization was deleted."""
+        member_key = next(
+            (key for key in (self.member_by_user.get(u) for u in user_ids) if key is not None),
+            self.member_by_email.get(address),
+        )
+        member = None if member_key is None else self.members[member_key]
+        if member is not None and self.is_owner(member) and not self.deleted:
+            raise err.OwnerCannotBeErasedError(
+                f"This person is the Owner of {self.name!r}: ownership must be transferred before they can be erased."
+            )
+        return member
 
     # -- invite links --------------------------------------------------------
     def create_invite_link(

@@ -39,7 +39,7 @@ from projections.roles import ROLE_COLUMNS, ROLE_KEYS, RoleRecord, encode_permis
 CREATED, INVITATION, INVITE_LINK, ROLE_CHANGE, OWNERSHIP_TRANSFER = (
     "created", "invitation", "invite_link", "role_change", "ownership_transfer"
 )  # fmt: skip
-REMOVED, LEFT, ORGANIZATION_DELETED = "removed", "left", "organization_deleted"
+REMOVED, LEFT, ORGANIZATION_DELETED, ERASED = "removed", "left", "organization_deleted", "erased"
 MEMBERS_DELTA = {
     Organization.MemberJoined: 1, Organization.InviteAccepted: 1, Organization.MemberJoinedByLink: 1,
     Organization.MemberRemoved: -1, Organization.MemberLeft: -1,
@@ -150,12 +150,14 @@ class BatchRows:
 _MEMBER_KEYS_OF: dict[type, tuple[str, ...]] = {
     Organization.RoleChanged: ("member_id",), Organization.MemberRemoved: ("member_id",),
     Organization.MemberLeft: ("member_id",), Organization.OwnershipTransferred: ("from_member_id", "to_member_id"),
+    Organization.PersonErased: ("member_id",),
 }  # fmt: skip
 _INVITATION_KEYS_OF: dict[type, tuple[str, ...]] = {
     Organization.InviteAccepted: ("invitation_id",), Organization.InvitationCancelled: ("invitation_id",),
     Organization.InvitationResent: ("invitation_id",), Organization.InvitationEmailSent: ("invitation_id",),
     Organization.InvitationEmailFailed: ("invitation_id",), Organization.MemberInvited: ("replaces_invitation_id",),
     Organization.MemberJoinedByLink: ("cancelled_invitation_id",),
+    Organization.PersonErased: ("cancelled_invitation_ids",),  # a list
 }  # fmt: skip
 
 
@@ -219,7 +221,13 @@ class AccessProjection(Projection):
     def prepare(self, w: Writer, events: Sequence[Any]) -> None:
         """Read the open versions the batch's events change, in one query per table."""
         for rows, keys_of in ((self._intervals, _MEMBER_KEYS_OF), (self._invitations, _INVITATION_KEYS_OF)):
-            keys = [str(value) for e in events for name in keys_of.get(type(e), ()) if (value := getattr(e, name))]
+            keys = [
+                str(key)
+                for e in events
+                for name in keys_of.get(type(e), ())
+                if (value := getattr(e, name))
+                for key in (value if isinstance(value, list) else [value])
+            ]
             if keys:
                 rows.load(w, keys)
 
@@ -277,7 +285,10 @@ class AccessProjection(Projection):
                     row["moment"], row["at"] = at, w.time(at)
         self._latest[org] = at if latest is None else max(latest, at)
         emptied = isinstance(e, Organization.OrganizationDeleted | Organization.Created)
-        members = self._members[org] = 0 if emptied else self._members[org] + MEMBERS_DELTA.get(type(e), 0)
+        delta = MEMBERS_DELTA.get(type(e), 0)
+        if isinstance(e, Organization.PersonErased) and e.member_id is not None:
+            delta = -1
+        members = self._members[org] = 0 if emptied else self._members[org] + delta
         self._timeline.append({"organization_id": org, "position": w.position, "at": w.time(at), "moment": at,
                                "members": members})  # fmt: skip
 
@@ -370,6 +381,14 @@ class AccessProjection(Projection):
     def _left(self, e: Organization.MemberLeft, w: Writer) -> None:
         self._moment(e, w)
         self._end(w, e, str(e.member_id), LEFT)
+
+    @apply.register(Organization.PersonErased)
+    def _erased(self, e: Organization.PersonErased, w: Writer) -> None:
+        self._moment(e, w)
+        if e.member_id is not None:
+            self._end(w, e, str(e.member_id), ERASED)
+        for invitation_id in e.cancelled_invitation_ids:
+            self._invitation_closed(w, e, str(invitation_id), "cancelled")
 
     def _grant(
         self, w: Writer, e: Any, role_id: str, how: str, via: str | None, by_sql: tuple[str, str], *by: Any

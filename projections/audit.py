@@ -47,6 +47,7 @@ TARGETS: dict[type, tuple[str, str | None, str | None]] = {
     Organization.InvitationEmailFailed: ("invitation", "invitation_id", "email"),
     Organization.OrganizationRenamed: ("organization", None, "name"),
     Organization.OrganizationDeleted: ("organization", None, "name"),
+    Organization.PersonErased: ("person", "pseudonym", None),
 }
 
 AUDIT_COLUMNS = (

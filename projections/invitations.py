@@ -82,6 +82,11 @@ class InvitationsProjection(Projection):
     def _cancelled(self, e: Organization.InvitationCancelled, w: Writer) -> None:
         self._close(w, e.invitation_id, "cancelled", e)
 
+    @apply.register(Organization.PersonErased)
+    def _erased(self, e: Organization.PersonErased, w: Writer) -> None:
+        for invitation_id in e.cancelled_invitation_ids:
+            self._close(w, invitation_id, "cancelled", e)
+
     @apply.register(Organization.InviteAccepted)
     def _accepted(self, e: Organization.InviteAccepted, w: Writer) -> None:
         self.changes["invitations"].update(

@@ -83,6 +83,11 @@ class MembersProjection(Projection):
     def _gone(self, e: Any, w: Writer) -> None:
         self.changes["members"].delete(str(e.member_id))
 
+    @apply.register(Organization.PersonErased)
+    def _erased(self, e: Organization.PersonErased, w: Writer) -> None:
+        if e.member_id is not None:
+            self.changes["members"].delete(str(e.member_id))
+
 
 # -- reads -------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from api import idempotency_keys
 from membership import Organizations
 from membership.database import ConfigurationError
+from membership.personal_data import PersonalKeys
 from projections import members, outbox, ratelimit_slots
 from projections.engine import definitions, store
 from projections.engine.rebuild import RETIRED_GRACE_S
@@ -26,6 +27,8 @@ from workers.snapshots import SnapshotTaker
 
 if TYPE_CHECKING:
     from flask import Flask
+
+    from service.privacy import Erasure
 
 log = logging.getLogger(__name__)
 ELECTION_RETRY_S = 2.0  # server processes waiting to run the background work try again this often
@@ -48,6 +51,7 @@ def build_organizations(settings: Settings, **overrides: Any) -> Organizations:
         "secret_key": settings.secret_key,
         "snapshot_interval": settings.snapshot_interval,
         "max_pending_invitations": settings.max_pending_invitations,
+        "personal_keys": PersonalKeys(settings.master_keys()),
     }
     return Organizations(env=settings.eventsourcing_env(), **{**options, **overrides})
 
@@ -128,6 +132,12 @@ class Services:
             definitions.rebuild_outdated(self.organizations, self.read_db, self.settings.database, retired_grace_s)
         except Exception:  # the next start resumes it; meanwhile the old tables keep serving
             log.exception("the rebuild of a changed read model stopped")
+
+    def erase_person(self, operator: str, email_address: str | None = None, user_id: str | None = None) -> Erasure:
+        """Erase a person (service.privacy): the CLI's and the operators' API's one way."""
+        from service.privacy import erase  # here: it needs the rebuild, which serving alone never loads
+
+        return erase(self, operator, email_address=email_address, user_id=user_id)
 
     def close(self) -> None:
         self._closing.set()

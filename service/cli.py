@@ -19,6 +19,7 @@ from projections.engine.runner import ProjectionRunner
 from service.bootstrap import build_services
 from service.console import OperatorCommands, check_read_models, load_settings, log, services
 from service.operations import audit, projections
+from service.privacy_commands import privacy
 from service.settings import DEFAULT_REQUEST_TIMEOUT_S
 
 
@@ -133,3 +134,4 @@ def _seconds(ttl: str) -> int:
 
 main.add_command(projections)
 main.add_command(audit)
+main.add_command(privacy)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import getpass
 import json
 import sys
@@ -17,9 +18,9 @@ from membership.exceptions import MembershipError
 from membership.permissions import all_permissions
 from projections import access
 from projections.audit import iter_audit
-from projections.engine import parking, retrying, store
+from projections.engine import parking, retrying, store, tracking
 from projections.engine.catalog import PROJECTIONS
-from projections.engine.rebuild import PARALLEL_MIN_EVENTS, Rebuild, default_workers
+from projections.engine.rebuild import PARALLEL_MIN_EVENTS, Progress, Rebuild, default_workers
 from projections.exports import spreadsheet_cell
 from projections.history import organization_at
 from service.bootstrap import Services
@@ -37,13 +38,26 @@ def projections() -> None:
 def projections_status(as_json: bool) -> None:
     """Each projection's position, lag and state, and the events parked for one organization.
 
+    A generation being filled in parallel shows its slowest share's position, then each share's progress.
+
     Exits 1 when a read model is stalled or holds events back."""
     with services() as built:
         latest = built.organizations.recorder.max_notification_id() or 0
         rows = store.status(built.read_db, latest)
+        with built.read_db.snapshot() as cursor:
+            shares = tracking.all_shares(built.read_db, cursor)
         parked = parking.active(built.read_db)
+    rows = [_filled_so_far(row, shares.get((row.name, row.generation), []), latest) for row in rows]
     if as_json:
-        generations = [{**vars(row), "updated_at": _iso(row.updated_at), "stalled": row.stalled} for row in rows]
+        generations = [
+            {
+                **vars(row),
+                "updated_at": _iso(row.updated_at),
+                "stalled": row.stalled,
+                "shares": [_share_json(share) for share in shares.get((row.name, row.generation), [])],
+            }
+            for row in rows
+        ]
         click.echo(
             json.dumps(
                 {"latest": latest, "projections": generations, "parked": [p.as_json() for p in parked]}, indent=2
@@ -58,9 +72,42 @@ def projections_status(as_json: bool) -> None:
                 f"{row.name:<12} {row.generation:>4} {row.state:<9} {row.position:>10} {row.lag:>8}"
                 f" {row.parked:>6}  {problem}"
             )
+            for share in shares.get((row.name, row.generation), []):
+                click.echo(f"{'':<12}   share {share.part + 1}/{share.parts}: {_share_line(share)}")
         _echo_parked(parked)
     if parked or any(row.stalled for row in rows):
         sys.exit(1)
+
+
+def _filled_so_far(
+    row: store.ProjectionStatus, shares: list[tracking.ShareProgress], latest: int
+) -> store.ProjectionStatus:
+    """A generation filled in parallel keeps its own position until the fill ends: show its slowest share's."""
+    if not shares:
+        return row
+    position = min(share.position for share in shares)
+    return dataclasses.replace(row, position=position, lag=max(latest - position, 0))
+
+
+def _share_json(share: tracking.ShareProgress) -> dict[str, Any]:
+    percent = share.percent
+    return {
+        "part": share.part,
+        "parts": share.parts,
+        "position": share.position,
+        "target": share.target,
+        "events": share.events,
+        "applied": share.applied,
+        "percent": None if percent is None else round(percent, 1),
+    }
+
+
+def _share_line(share: tracking.ShareProgress) -> str:
+    """'position 41200 of 60000, 12,000 of 17,000 events (70 %)'."""
+    line = f"position {share.position}" + ("" if share.target is None else f" of {share.target}")
+    if share.events is not None and share.percent is not None:
+        line += f", {min(share.applied, share.events):,} of {share.events:,} events ({share.percent:.0f} %)"
+    return line
 
 
 def _echo_parked(parked: list[parking.ParkedEvent]) -> None:
@@ -167,17 +214,31 @@ def projections_rebuild(names: tuple[str, ...], restart: bool, batch_size: int, 
             built.organizations, built.read_db, chosen, batch_size, retired_grace_s=grace, database=built.settings.database,
             workers=workers,
         )  # fmt: skip
-        start = 0 if restart else rebuild.start_position()
+        plan = Progress(0, latest) if restart else rebuild.progress()
         with tqdm(
-            total=latest, initial=start, unit="ev", desc="rebuild " + ",".join(sorted(chosen)), file=sys.stderr
+            total=plan.total, initial=plan.done, unit="ev", desc="rebuild " + ",".join(sorted(chosen)), file=sys.stderr
         ) as bar:
-            rebuild.on_progress = bar.update
+            rebuild.on_plan = lambda progress: _rebase(bar, progress)
+            rebuild.on_progress = lambda count: _advance(bar, count)
             generations = rebuild.run(restart=restart)
         parked = [p for p in parking.active(built.read_db) if generations.get(p.name) == p.generation]
     click.echo("rebuilt: " + ", ".join(f"{name} (generation {gen})" for name, gen in sorted(generations.items())))
     if parked:
         _echo_parked(parked)
         sys.exit(1)
+
+
+def _rebase(bar: tqdm, progress: Progress) -> None:  # type: ignore[type-arg]
+    """The rebuild has counted its work (a parallel fill counts the events of its shares)."""
+    bar.total, bar.n = progress.total, progress.done
+    bar.refresh()
+
+
+def _advance(bar: tqdm, count: int) -> None:  # type: ignore[type-arg]
+    """Events written while the rebuild runs are rebuilt too: the bar's total grows with them (ends at 100 %)."""
+    if bar.n + count > bar.total:
+        bar.total = bar.n + count
+    bar.update(count)
 
 
 # -- audit -------------------------------------------------------------------

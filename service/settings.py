@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import ipaddress
 import os
 import secrets
@@ -18,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from membership.database import ConfigurationError, Database
+from membership.personal_data import MasterKeys
 
 DEFAULT_DATABASE_URL = "sqlite:///var/membership.db"
 DEFAULT_REQUEST_TIMEOUT_S = 10.0  # `membership serve --request-timeout`: seconds a client has to send a request
@@ -199,6 +201,11 @@ class Settings:
     smtp: Smtp = field(default_factory=Smtp)
     event_cipher_key: str = field(default="", repr=False)  # AES-GCM key (base64) for events and snapshots
     event_compression: bool = False  # zlib before encryption
+    # The master key of personal data (membership.personal_data): MEMBERSHIP_DATA_KEY, or derived from the
+    # secret key; and retired ones, which still unwrap keys a rotation has not re-wrapped yet.
+    data_key: bytes = field(default=b"", repr=False)
+    data_keys_retired: tuple[bytes, ...] = field(default=(), repr=False)
+    operator_token: str = field(default="", repr=False)  # the operators' API (`/api/operator/...`); none: off
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -226,6 +233,12 @@ class Settings:
             max_pending_invitations=_positive_int(env, "MEMBERSHIP_MAX_PENDING_INVITATIONS", 1000),
             event_cipher_key=_cipher_key(env.get("MEMBERSHIP_EVENT_CIPHER_KEY", "")),
             event_compression=_compression(env.get("MEMBERSHIP_EVENT_COMPRESSION", "")),
+            data_key=_data_key(env.get("MEMBERSHIP_DATA_KEY", ""), "MEMBERSHIP_DATA_KEY"),
+            operator_token=_operator_token(env.get("MEMBERSHIP_OPERATOR_TOKEN", "")),
+            data_keys_retired=tuple(
+                _data_key(key, "MEMBERSHIP_DATA_KEYS_RETIRED")
+                for key in env.get("MEMBERSHIP_DATA_KEYS_RETIRED", "").replace(",", " ").split()
+            ),
         )
 
     def served_at(self, host: str, port: int) -> Settings:
@@ -255,6 +268,15 @@ class Settings:
             "COMPRESSOR_TOPIC": COMPRESSOR_TOPIC if self.event_compression else "",
         }
 
+    def master_keys(self) -> MasterKeys:
+        """The keys that wrap each person's key. Without MEMBERSHIP_DATA_KEY the master key is derived from the
+        secret key; once one is set, that derived key is kept as a retired one (`membership privacy
+        rotate-key` then re-wraps what it wrapped)."""
+        derived = hashlib.sha256(b"membership personal data master key\0" + self.secret_key).digest()
+        if not self.data_key:
+            return MasterKeys(derived, self.data_keys_retired)
+        return MasterKeys(self.data_key, (*self.data_keys_retired, derived))
+
     def token_verification(self) -> TokenVerification:
         """What the API needs to authenticate requests; a clear error when it is not configured."""
         if self.tokens is None:
@@ -283,6 +305,26 @@ def _cipher_key(key: str) -> str:
             " `openssl rand -base64 32`"
         )
     return key
+
+
+def _data_key(key: str, name: str) -> bytes:
+    """A master key for personal data: 32 random bytes in base64 (`openssl rand -base64 32`)."""
+    if not key:
+        return b""
+    try:
+        raw = base64.b64decode(key, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise ConfigurationError(f"{name} must be 32 random bytes in base64: make one with `openssl rand -base64 32`")
+    return raw
+
+
+def _operator_token(token: str) -> str:
+    """MEMBERSHIP_OPERATOR_TOKEN: the bearer secret of the operators' API, at least 32 characters."""
+    if token and len(token) < 32:
+        raise ConfigurationError("MEMBERSHIP_OPERATOR_TOKEN must have at least 32 characters")
+    return token
 
 
 def _compression(value: str) -> bool:

@@ -41,6 +41,7 @@ SENTENCES: dict[str, tuple[str, str]] = {
     ),
     "OrganizationRenamed": ("Organization renamed", "{actor} renamed the organization from {oldName} to {name}"),
     "OrganizationDeleted": ("Organization deleted", "{actor} deleted the organization {name}"),
+    "PersonErased": ("Person erased", "{actor} erased a person's personal data (pseudonym {pseudonym})"),
     "EventSkipped": (
         "Event skipped by an operator",
         "{actor} skipped event {position} ({eventType}) in the {projection} read model, because: {reason}",

@@ -26,6 +26,7 @@ from eventsourcing.utils import resolve_topic
 
 from membership import Organization
 from membership.events import missing_fields
+from membership.personal_data import forget_if_erased
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,11 @@ class ProjectionDecoder:
     def decode(self, notification: Notification) -> Any:
         if not self._lean:
             return checked(self._mapper.to_domain_event(notification))
+        event = self._decode(notification)
+        forget_if_erased(getattr(self._mapper, "keys", None), event)
+        return event
+
+    def _decode(self, notification: Notification) -> Any:
         cls = self._classes.get(notification.topic)
         if cls is None:
             cls = self._classes[notification.topic] = resolve_topic(notification.topic)

@@ -3,7 +3,8 @@
 On PostgreSQL the read goes straight to the application's events table (the
 library's own `select_notifications` builds a dict per row first), and can be
 limited to one *share* of the aggregates, so that several processes can
-rebuild in parallel, each applying the events of its own organizations.
+rebuild in parallel, each applying the events of its own organizations. The
+shares are dealt by how many events each aggregate has (`count_by_aggregate`).
 """
 
 from __future__ import annotations
@@ -19,14 +20,20 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg.rows import tuple_row
 
 from membership import Organizations
+from projections.engine import tracking
 
 
 @dataclass(frozen=True)
 class Share:
-    """Aggregates whose id's last byte is `part` modulo `parts` (every event of an aggregate: one share)."""
+    """The aggregates dealt to `part` of `parts` (every event of an aggregate: one share).
+
+    The deal is recorded in `tracking.SHARE_AGGREGATES_TABLE` under the generation (`name`, `generation`).
+    """
 
     part: int
     parts: int
+    name: str
+    generation: int
 
 
 def read_batch(organizations: Organizations, after: int, limit: int) -> Sequence[Notification]:
@@ -64,11 +71,42 @@ def read_share(organizations: Organizations, after: int, upto: int, share: Share
     """
     recorder = organizations.recorder
     assert isinstance(recorder, PostgresApplicationRecorder), "shares need PostgreSQL"
+    # The read models live in the event store's schema (see projections.engine.sql.ReadDatabase).
+    dealt = f"{recorder.datastore.schema}.{tracking.SHARE_AGGREGATES_TABLE}"
     condition = (
-        "notification_id > %s AND notification_id <= %s AND get_byte(uuid_send(originator_id), 15) %% %s = %s"
+        "notification_id > %s AND notification_id <= %s AND originator_id IN"
+        f" (SELECT aggregate_id FROM {dealt} WHERE name = %s AND generation = %s AND part = %s)"
         " ORDER BY notification_id"
     )
-    return _select(recorder, condition, [after, upto, share.parts, share.part])
+    return _select(recorder, condition, [after, upto, share.name, share.generation, share.part])
+
+
+def count_by_aggregate(organizations: Organizations, after: int, upto: int) -> dict[UUID, int]:
+    """Aggregate id -> how many of its events are in positions (after, upto]: one GROUP BY, on either store."""
+    recorder = organizations.recorder
+    if isinstance(recorder, PostgresApplicationRecorder):
+        statement = (
+            "SELECT originator_id, COUNT(*)"
+            f" FROM {recorder.datastore.schema}.{recorder.events_table_name}"
+            " WHERE notification_id > %s AND notification_id <= %s GROUP BY originator_id"
+        )
+        with recorder.datastore.get_connection() as connection, connection.cursor(row_factory=tuple_row) as cursor:
+            cursor.execute(statement, [after, upto])
+            rows = cursor.fetchall()
+    else:
+        assert isinstance(recorder, SQLiteApplicationRecorder)
+        statement = (
+            f"SELECT originator_id, COUNT(*) FROM {recorder.events_table_name}"
+            " WHERE rowid > ? AND rowid <= ? GROUP BY originator_id"
+        )
+        with recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(statement, (after, upto))
+            rows = cursor.fetchall()
+    return {_uuid(originator): int(count) for originator, count in rows}
+
+
+def _uuid(value: UUID | str) -> UUID:
+    return value if isinstance(value, UUID) else UUID(value)  # SQLite keeps 32 hex digits
 
 
 def _select(recorder: PostgresApplicationRecorder, condition: str, params: list[Any]) -> list[Notification]:

@@ -261,6 +261,19 @@ class ReadDatabase:
             for row in rows:
                 copy.write_row(row)
 
+    def compact(self, tables: Sequence[str]) -> None:
+        """Rewrite `tables` so that deleted and overwritten rows leave nothing behind in the files (erased
+        personal data): PostgreSQL's VACUUM FULL of each (it locks the table while it copies it); on SQLite
+        VACUUM of the whole file, then the write-ahead log emptied."""
+        if self.is_sqlite:
+            lite = self._sqlite_connection()
+            lite.execute("VACUUM")
+            lite.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return
+        with psycopg.connect(**self._pg_kwargs(), autocommit=True) as connection:
+            for table in tables:
+                connection.execute(f"VACUUM FULL {table}")
+
     @contextmanager
     def schema_lock(self) -> Iterator[None]:
         """Held while tables are created: processes starting together take turns (PostgreSQL).

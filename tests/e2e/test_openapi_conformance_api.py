@@ -70,7 +70,7 @@ def api_settings(store: str, settings_for: Callable[..., Settings]) -> Settings:
 # The operations in two halves that xdist runs side by side (one run of all took twice as long); each half
 # keeps the operations its stateful phase links together (create, then read, change or delete it).
 HALVES = {
-    "members and jobs": r"^/api/(members|jobs|me|permissions|health)",
+    "members, jobs and operators": r"^/api/(members|jobs|me|permissions|health|operator)",
     "roles, invitations, links, organizations, audit and accepting": (
         r"^/api/(roles|invitations|invite-links|organizations|audit-log|access-review|auth)"
     ),

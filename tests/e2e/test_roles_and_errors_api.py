@@ -617,7 +617,8 @@ IN_AN_ORGANIZATION = {(400, "organization_required"), (400, "invalid_organizatio
 COMMAND = {(400, "invalid_idempotency_key"), (409, "idempotency_key_reused"), (409, "idempotency_key_in_use"),
            (413, "payload_too_large"), (415, "unsupported_media_type"), (503, "read_model_lagging")}  # fmt: skip
 JSON_BODY = {(400, "malformed_json"), (422, "validation_failed")}
-PUBLIC = {("get", "/api/health"), ("get", "/api/invitations/preview"), ("get", "/api/invite-links/preview")}
+PUBLIC = {("get", "/api/health"), ("get", "/api/invitations/preview"), ("get", "/api/invite-links/preview"),
+          ("post", "/api/operator/erasures")}  # fmt: skip (the last: the operators' own token, not a user's)
 NOT_IN_AN_ORGANIZATION = PUBLIC | {
     ("get", "/api/organizations"), ("post", "/api/organizations"), ("get", "/api/permissions"),
     ("post", "/api/auth/accept-invite"), ("post", "/api/auth/accept-invite-link"),

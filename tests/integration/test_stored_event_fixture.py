@@ -10,6 +10,7 @@ fixture. A new event type needs a new fixture file (the coverage test says so).
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
@@ -31,6 +32,7 @@ ORG_ID = UUID("0f817fcb-018e-4563-95fe-e9d2f44da66c")
 MAIL_ORG_ID = UUID("acfe1439-f1e2-42c2-a963-c34ec24cf327")
 PARKED_ORG_ID = UUID("5b2d7c1e-3f4a-4c6b-9e8d-7a1b2c3d4e5f")
 DELETED_ORG_ID = UUID("9c4e2a71-6b3d-4f85-a0c2-1d7e8f9a0b3c")
+ERASURE_ORG_ID = UUID("0d2cb1d4-89f7-46f6-9cf6-d1c1e8e1f3cf")
 
 
 def load_fixture(app: Organizations, fixture: Path = FIXTURE) -> None:
@@ -112,6 +114,22 @@ def test_the_renamed_and_deleted_organization_fixture_replays_deleted(organizati
     assert (invitation.email, invitation.status) == ("pat@deleted.example", "cancelled")
     renamed = list(organizations.repository.event_store.get(DELETED_ORG_ID))[3]
     assert isinstance(renamed, Organization.OrganizationRenamed) and renamed.old_name == "Deleted Labs"
+
+
+def test_the_sealed_fixture_reads_placeholders_where_no_key_is_left(organizations: Organizations) -> None:
+    """v5 holds personal data sealed per person (membership.personal_data) and Pat's erasure. This store has
+    none of its keys, as if everyone in it was erased: each sealed value reads as its placeholder."""
+    load_fixture(organizations, FIXTURES / "organization_events_v5.jsonl")
+
+    org = organizations.get_organization(ERASURE_ORG_ID)
+
+    assert (org.name, org.version) == ("Erasure Labs", 6)
+    (owner,) = org.members.values()  # Pat, erased, is no longer a member
+    assert owner.user_id == "auth0|owner5"
+    assert re.fullmatch(r"erased-[0-9a-f]{8}@erased\.invalid", owner.email) and owner.name.startswith("erased member ")
+    emails = {invitation.status: invitation.email for invitation in org.invitations.values()}
+    assert emails["accepted"] == "erased-9338536e@erased.invalid"  # the pseudonym PersonErased names
+    assert emails["pending"].endswith("@erased.invalid") and emails["pending"] != emails["accepted"]
 
 
 def test_every_event_type_is_in_a_fixture() -> None:
