@@ -16,7 +16,7 @@ the end keep the aggregate's indexes in step with its records.
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID
 
@@ -83,6 +83,7 @@ class MemberInvited(Event):
     replaces_invitation_id: UUID | None = None
 
     def apply(self, org: Organization) -> None:
+        _forget_closed_invitations(org, self.timestamp)  # first: the one this replaces stays a while, "expired"
         if self.replaces_invitation_id is not None:
             _close_invitation(org, self.replaces_invitation_id, "expired")
         org.invitations[key_of(self.invitation_id)] = Invitation(
@@ -294,7 +295,8 @@ class InvitationEmailSent(Event):
     message_id: str
 
     def apply(self, org: Organization) -> None:
-        change(org.invitations, self.invitation_id, email_status="sent")
+        if key_of(self.invitation_id) in org.invitations:  # see _forget_closed_invitations
+            change(org.invitations, self.invitation_id, email_status="sent")
 
 
 class InvitationEmailFailed(Event):
@@ -308,7 +310,8 @@ class InvitationEmailFailed(Event):
     reason: str
 
     def apply(self, org: Organization) -> None:
-        change(org.invitations, self.invitation_id, email_status="failed")
+        if key_of(self.invitation_id) in org.invitations:  # see _forget_closed_invitations
+            change(org.invitations, self.invitation_id, email_status="failed")
 
 
 class OrganizationRenamed(Event):
@@ -431,6 +434,19 @@ def _count_role(org: Organization, role_id: UUID, delta: int) -> None:
         org.role_member_counts[key] = count
     else:
         org.role_member_counts.pop(key, None)
+
+
+def _forget_closed_invitations(org: Organization, now: datetime) -> None:
+    """Closed invitations whose tokens have expired leave the state: no rule refers to them any more (a token
+    of one is merely not valid), and an organization inviting for years would otherwise keep every one it
+    ever sent (their history is in the events and the read models). Looked for once a day: by the first
+    invitation sent on a day (UTC) other than the latest one's. Decided by the state and the event alone, so
+    every replay and every snapshot, old ones too, forgets the same invitations at the same event."""
+    latest = next(reversed(org.invitations.values()), None)
+    if latest is not None and (latest.expires_at - timedelta(days=latest.expires_in_days)).date() == now.date():
+        return
+    for key in [key for key, i in org.invitations.items() if i.status != "pending" and i.expires_at < now]:
+        del org.invitations[key]
 
 
 def _close_invitation(org: Organization, invitation_id: UUID, status: InvitationStatus) -> None:

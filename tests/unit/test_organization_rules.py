@@ -551,6 +551,27 @@ def test_can_invite_again_when_the_previous_invitation_expired(team: Team) -> No
     assert team.org.invitation_status(team.org.get_invitation(new), NOW + 2 * DAY) == "pending"
 
 
+def test_closed_invitations_whose_tokens_expired_leave_the_state_with_the_first_invitation_of_a_later_day(
+    team: Team,
+) -> None:
+    viewer = role(team.org, "viewer")
+    accepted = invite(team.org, team.owner, (user := new_actor()).email, viewer, days=1)
+    team.org.accept_invitation(user, accepted, uuid4(), NOW)
+    cancelled = invite(team.org, team.owner, new_actor().email, viewer, days=3)
+    team.org.cancel_invitation(team.owner, cancelled, NOW)
+    pending = invite(team.org, team.owner, new_actor().email, viewer, days=1)  # expired, but still pending
+    same_day = invite(team.org, team.owner, new_actor().email, viewer, now=NOW + 2 * DAY)
+    assert accepted not in [i.id for i in team.org.invitations.values()]  # its token expired a day ago
+    assert {cancelled, pending, same_day} <= {i.id for i in team.org.invitations.values()}
+    invite(team.org, team.owner, new_actor().email, viewer, now=NOW + 2 * DAY + timedelta(hours=1))
+    assert cancelled in {i.id for i in team.org.invitations.values()}  # looked for once a day only
+    invite(team.org, team.owner, new_actor().email, viewer, now=NOW + 4 * DAY)
+    assert cancelled not in {i.id for i in team.org.invitations.values()}
+    assert pending in {i.id for i in team.org.invitations.values()}  # an open one is never forgotten
+    with pytest.raises(err.InvitationNotFoundError):
+        team.org.cancel_invitation(team.owner, accepted, NOW + 4 * DAY)
+
+
 def test_invitee_accepts_and_becomes_member(team: Team) -> None:
     user = new_actor()
     invitation_id = invite(team.org, team.admin, user.email.upper(), role(team.org, "developer"))

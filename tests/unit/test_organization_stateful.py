@@ -204,6 +204,9 @@ class OrganizationMachine(RuleBasedStateMachine):
         self.custom_roles_ever: list[str] = []
         # invitation id -> email, role, expires_at, days, status (pending/accepted/cancelled/replaced), token
         self.invitations: dict[str, dict[str, Any]] = {}
+        # Closed invitations whose tokens expired leave the state when the first invitation of a day (other than
+        # the latest one's) is sent: their tokens are then merely not valid.
+        self.forgotten: dict[str, dict[str, Any]] = {}
         self.tokens: list[tuple[str, str]] = []  # every token ever handed out: (invitation id, token)
         # link id -> role, max_uses, use_count, expires_at, deleted, redeemed_by (user names), code
         self.links: dict[str, dict[str, Any]] = {}
@@ -283,6 +286,14 @@ class OrganizationMachine(RuleBasedStateMachine):
     def is_invited(self, user: str) -> bool:
         """Not a member, and an invitation to their e-mail is open."""
         return user not in self.members and self.open_invitation_for(normalized(USERS[user].email)) is not None
+
+    def forget_closed_invitations(self) -> None:
+        latest = next(reversed(self.invitations.values()), None)
+        if latest is not None and (latest["expires_at"] - timedelta(days=latest["days"])).date() == self.now.date():
+            return
+        for invitation_id, invitation in list(self.invitations.items()):
+            if not self.is_open(invitation) and invitation["expires_at"] < self.now:
+                self.forgotten[invitation_id] = self.invitations.pop(invitation_id)
 
     def is_open(self, invitation: dict[str, Any]) -> bool:
         return bool(invitation["status"] == "pending")
@@ -448,6 +459,7 @@ class OrganizationMachine(RuleBasedStateMachine):
             return
         assert receipt.id is not None and receipt.secret is not None and receipt.position is not None
         assert receipt.secret == self.app.invitation_token(self.org_id, receipt.id)
+        self.forget_closed_invitations()
         if replaced is not None:
             self.invitations[replaced]["status"] = "replaced"
         self.invitations[str(receipt.id)] = {
@@ -493,6 +505,9 @@ class OrganizationMachine(RuleBasedStateMachine):
             invitation["status"] = "cancelled"
 
     def _accept(self, user: str, invitation_id: str, token: str) -> None:
+        if invitation_id in self.forgotten:
+            self.run({err.InvalidInvitationTokenError}, lambda: self.app.accept_invitation(USERS[user], token))
+            return
         invitation = self.invitations[invitation_id]
         expected: Expected = set()
         if token != invitation["token"]:
@@ -521,7 +536,7 @@ class OrganizationMachine(RuleBasedStateMachine):
     def accept(self, ix: int, user: str) -> None:
         """The invitee with the current token (an outsider's invitation: someone else), or anyone with any
         token ever issued (current or replaced by a resend); mostly for invitations that are still open."""
-        if user == "the invitee":
+        if user == "the invitee" and self.invitations:
             invitation_id = str(self.invitation_id_at(ix))
             token = self.invitations[invitation_id]["token"]
             email = self.invitations[invitation_id]["email"]
@@ -529,7 +544,7 @@ class OrganizationMachine(RuleBasedStateMachine):
             note(f"the invitee is {user}")
         else:
             user = self.who(user)
-            tokens = [t for t in self.tokens if self.is_open(self.invitations[t[0]])]
+            tokens = [t for t in self.tokens if t[0] in self.invitations and self.is_open(self.invitations[t[0]])]
             tokens = tokens if tokens and ix < 6 else self.tokens
             invitation_id, token = tokens[ix % len(tokens)]
         self._accept(user, invitation_id, token)
