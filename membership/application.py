@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, Mapper
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Mapper, Recording
 
 from membership import exceptions as err
 from membership import previews, state
@@ -123,6 +123,11 @@ class Organizations(Application[UUID]):
         super().register_transcodings(transcoder)
         state.register_transcodings(transcoder)
         transcoder.register(SealedTranscoding(self.personal_keys))  # without keys, sealed values read as erased
+
+    def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
+        if self.personal_keys is not None:  # the new people's keys in one transaction, not one each
+            self.personal_keys.prepare(processing_event.events)
+        return super()._record(processing_event)
 
     def construct_mapper(self) -> Mapper[UUID]:
         if self.personal_keys is None:

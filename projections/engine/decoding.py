@@ -26,7 +26,7 @@ from eventsourcing.utils import resolve_topic
 
 from membership import Organization
 from membership.events import missing_fields
-from membership.personal_data import forget_if_erased
+from membership.personal_data import PersonalKeys, forget_if_erased
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,7 @@ class ProjectionDecoder:
         self._cipher, self._compressor = mapper.cipher, mapper.compressor
         self._fallback = transcoder._decode_obj if isinstance(transcoder, JSONTranscoder) else None  # noqa: SLF001
         self._json = json.JSONDecoder(object_hook=self._decode_object)
+        self._keys: PersonalKeys | None = getattr(mapper, "keys", None)  # sealed personal data, opened directly
         self._classes: dict[str, type] = {}
 
     def batch(self, notifications: Sequence[Notification]) -> list[tuple[int, Any]]:
@@ -87,7 +88,7 @@ class ProjectionDecoder:
         if not self._lean:
             return checked(self._mapper.to_domain_event(notification))
         event = self._decode(notification)
-        forget_if_erased(getattr(self._mapper, "keys", None), event)
+        forget_if_erased(self._keys, event)
         return event
 
     def _decode(self, notification: Notification) -> Any:
@@ -118,6 +119,8 @@ class ProjectionDecoder:
             return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
         if kind == "datetime_iso":
             return datetime.fromisoformat(d["_data_"])
+        if kind == "personal" and self._keys is not None:
+            return self._keys.open(d["_data_"])
         if kind is None or self._fallback is None:
             return d
         return self._fallback(d)

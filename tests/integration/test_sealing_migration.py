@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from click.testing import CliRunner
 
@@ -85,3 +85,31 @@ def test_the_command_reports_what_it_sealed(store: str, settings_for: Callable[.
     result = CliRunner().invoke(main, ["privacy", "seal-events"], env=env)
     assert result.exit_code == 0, result.output
     assert '"sealed": 2' in result.stdout  # Created and the Owner's MemberJoined
+
+
+def test_one_save_of_many_new_people_seals_each_with_a_key_of_their_own(
+    store: str, settings_for: Callable[..., Settings]
+) -> None:
+    """Their keys are made together before the save (PersonalKeys.prepare); each reads back in another process."""
+    settings = settings_for(store)
+    services = build_services(settings)
+    try:
+        app, owner = services.organizations, new_actor("owner")
+        org = app.create_organization(owner, "Crowd").organization_id
+        link = app.create_invite_link(org, owner, role_id(app, org, "Viewer")).id
+        people = [new_actor(f"p{n}") for n in range(30)]
+        with app.reading(org) as live:
+            for person in people:
+                live.redeem_invite_link(person, link, uuid4(), app.clock())
+            app.save(live)
+        assert app.personal_keys is not None
+        assert {key.address for p in people for key in app.personal_keys.find(email=p.email)} == {p.email for p in people}
+        assert all(p.email.encode() not in raw_events(services) for p in people)
+    finally:
+        services.close()
+    fresh = build_services(settings)
+    try:
+        members = fresh.organizations.get_organization(org).members.values()
+        assert {(m.email, m.name) for m in members} >= {(p.email, p.name) for p in people}
+    finally:
+        fresh.close()
