@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, Mapper, Recording
+from eventsourcing.persistence import EventStore, IntegrityError, JSONTranscoder, Mapper, Recording
 
 from membership import exceptions as err
 from membership import previews, state
@@ -37,6 +37,7 @@ from membership.inputs import DEFAULT_EXPIRES_IN_DAYS, Actor
 from membership.jobs import ROLE_CHANGE, BulkJob, IdempotencyKeyReusedError, JobNotFoundError, job_id_for
 from membership.organization import Organization
 from membership.permissions import MANAGE_MEMBERS
+from membership.persistence import SnapshotCompressor
 from membership.personal_data import PersonalDataMapper, PersonalKeys, SealedTranscoding
 from membership.tokens import INVITATION, INVITE_LINK, ParsedToken, TokenSigner, new_nonce
 
@@ -123,6 +124,13 @@ class Organizations(Application[UUID]):
         super().register_transcodings(transcoder)
         state.register_transcodings(transcoder)
         transcoder.register(SealedTranscoding(self.personal_keys))  # without keys, sealed values read as erased
+
+    def construct_snapshot_store(self) -> EventStore[UUID]:
+        """Snapshots in a store of their own kind: compressed (SnapshotCompressor), encrypted as events are."""
+        mapper = type(self.mapper)(self.mapper.transcoder, cipher=self.mapper.cipher, compressor=SnapshotCompressor())
+        if self.personal_keys is not None:
+            mapper.keys = self.personal_keys  # type: ignore[attr-defined]
+        return self.factory.event_store(mapper=mapper, recorder=self.factory.aggregate_recorder(purpose="snapshots"))
 
     def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
         if self.personal_keys is not None:  # the new people's keys in one transaction, not one each

@@ -1,4 +1,4 @@
-"""What eventsourcing 9.5.6 lacks for SQLite: a subscription (by polling).
+"""What eventsourcing 9.5.6 lacks: a subscription for SQLite (by polling), and compressed snapshots.
 
 SQLite serialises commits database-wide, so rowid order is commit order and
 polling for `rowid > last seen` never skips an event.
@@ -7,9 +7,11 @@ polling for `rowid > last seen` never skips an event.
 from __future__ import annotations
 
 import threading
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
+from eventsourcing.compressor import ZlibCompressor
 from eventsourcing.persistence import ListenNotifySubscription
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
@@ -41,3 +43,15 @@ class PollingSQLiteApplicationRecorder(SQLiteApplicationRecorder):
 
     def subscribe(self, gt: int | None = None, topics: Sequence[str] = ()) -> PollingSQLiteSubscription:  # type: ignore[override]
         return PollingSQLiteSubscription(self, gt=gt, topics=topics)
+
+
+class SnapshotCompressor(ZlibCompressor):
+    """Snapshots are compressed (zlib, its fastest level), whatever MEMBERSHIP_EVENT_COMPRESSION says: a
+    100,000-member organization's state is 20 MB of JSON columns, which compress about fourfold. Snapshots
+    stored before, plain JSON, still read as they are (JSON starts with "{", a zlib stream never does)."""
+
+    def compress(self, data: bytes) -> bytes:
+        return zlib.compress(data, 1)
+
+    def decompress(self, data: bytes) -> bytes:
+        return data if data[:1] == b"{" else zlib.decompress(data)

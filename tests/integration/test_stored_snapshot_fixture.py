@@ -16,6 +16,7 @@ class) and `organization_snapshot_v2_columns.json` (`membership:Organization.Sna
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -147,7 +148,7 @@ def test_the_snapshot_worker_takes_new_snapshots_after_the_old_one(
 
     assert app.snapshots is not None
     newest = list(app.snapshots.recorder.select_events(ORG_ID, desc=True, limit=1))[0]
-    state = json.loads(newest.state)["state"]
+    state = json.loads(zlib.decompress(newest.state))["state"]  # snapshots are compressed (SnapshotCompressor)
     assert (newest.originator_version, newest.topic, state["class_version"]) == (20, "membership:Organization.Snapshot", 2)
     assert state["members"]["_type_"] == "membership_member_table" and len(state["members"]["_data_"]["id"]) == 4
     assert make_organizations().get_organization(ORG_ID) == replayed(events)
