@@ -135,7 +135,9 @@ def _cipher(secret_key: bytes) -> AESGCM:
 def delete_naming(db: ReadDatabase, secret_key: bytes, texts: Sequence[str]) -> int:
     """Delete the keys whose kept answer or receipt names any of `texts` (an erased person); a retry with
     one of them then runs afresh. Reads every key kept (about a day's), opening each."""
-    wanted = [text.lower() for text in texts if text]
+    # A whole JSON string value, quotes included, in the kept answer (itself JSON, so escaped twice): a short
+    # name must not match inside other words.
+    wanted = [json.dumps(json.dumps(text, ensure_ascii=False), ensure_ascii=False)[1:-1].lower() for text in texts if text]
     with db.transaction() as cursor:
         cursor.execute(f"SELECT scope, payload FROM {TABLE} WHERE payload IS NOT NULL")  # noqa: S608
         naming = [

@@ -24,7 +24,10 @@ OPERATOR_TOKEN_REQUIRED = {401: ("operator_token_required",)}
 
 
 @blp.route("/erasures", methods=["POST"])
-@answers(OPERATOR_TOKEN_REQUIRED, err.PersonNotFoundError, err.OwnerCannotBeErasedError, public=True)
+@answers(
+    OPERATOR_TOKEN_REQUIRED, err.PersonNotFoundError, err.OwnerCannotBeErasedError, err.ErasureInProgressError,
+    public=True,
+)
 @blp.arguments(ErasureRequestSchema)
 @blp.response(200, ErasureSchema)
 def erase_person(body: dict[str, Any]) -> Any:

@@ -130,6 +130,10 @@ class PersonNotFoundError(NotFoundError):
     code = "person_not_found"
 
 
+class ErasureInProgressError(ConflictError):
+    code = "erasure_in_progress"
+
+
 class OwnerCannotBeErasedError(ConflictError):
     code = "owner_cannot_be_erased"
 

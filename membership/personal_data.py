@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import secrets
 import threading
+import unicodedata
 from base64 import b64decode, b64encode
 from binascii import a2b_base64
 from collections.abc import Iterable, Iterator, Sequence
@@ -158,7 +159,10 @@ class PersonalKeys:
         self._sqlite = type(datastore).__name__.startswith("SQLite")
         self._prefix = "" if self._sqlite else f"{datastore.schema}."
         with self._transaction() as cursor:
-            if not self._has_tables(cursor):  # made once, by the first process (under the service's schema lock)
+            # Made once, by the first process: on PostgreSQL under the service's schema lock, and looked for
+            # first (concurrent CREATE TABLE IF NOT EXISTS collide in its catalogs); SQLite's statements write
+            # first (see _transaction) and its write lock serialises them.
+            if self._sqlite or not self._has_tables(cursor):
                 for statement in self._schema():
                     cursor.execute(statement)
         with self._transaction() as cursor:
@@ -181,8 +185,9 @@ class PersonalKeys:
             f"CREATE INDEX IF NOT EXISTS personal_key_uses_by_user ON {p}personal_key_uses (user_id)",
             f"CREATE TABLE IF NOT EXISTS {p}personal_secrets (name TEXT PRIMARY KEY, master_id TEXT NOT NULL,"
             " wrapped TEXT NOT NULL)",
+            # organizations: their ids, space-separated; finished_at: NULL until the read models are rebuilt
             f"CREATE TABLE IF NOT EXISTS {p}personal_erasures (pseudonym TEXT PRIMARY KEY, erased_at TEXT NOT NULL,"
-            " erased_by TEXT NOT NULL, organizations INTEGER NOT NULL)",
+            " erased_by TEXT NOT NULL, organizations TEXT NOT NULL, finished_at TEXT)",
         ]
 
     def _secret(self, cursor: Any, name: str) -> bytes:
@@ -235,8 +240,9 @@ class PersonalKeys:
         return cipher.decrypt(a2b_base64(data)).decode()
 
     def subject(self, address: str) -> str:
-        """The keyed hash a person's key is found by."""
-        return hmac.new(self._hash_secret, address.strip().lower().encode(), hashlib.sha256).hexdigest()
+        """The keyed hash a person's key is found by (the address as stored: trimmed, lower-cased, NFC)."""
+        normal = unicodedata.normalize("NFC", address.strip().lower())
+        return hmac.new(self._hash_secret, normal.encode(), hashlib.sha256).hexdigest()
 
     def _key_for(self, address: str, user_id: str, organization_id: str) -> tuple[str, _Cipher]:
         subject = self.subject(address)
@@ -278,7 +284,7 @@ class PersonalKeys:
             self._make_keys(wanted)
 
     def _make_keys(self, wanted: dict[tuple[str, str, str], str]) -> None:
-        addresses = {subject: address for (subject, _, _), address in wanted.items()}
+        addresses = {subject: address for (subject, _, _), address in sorted(wanted.items())}  # a fixed lock order
         made = []
         for subject, address in addresses.items():
             key = secrets.token_bytes(32)
@@ -304,7 +310,7 @@ class PersonalKeys:
                 for row in rows:
                     key_id, subject, master_id, wrapped = _values(row, "key_id", "subject", "master_id", "wrapped")
                     found[subject] = (key_id, _Cipher(self.masters.unwrap(master_id, wrapped)))
-            uses = [(found[subject][0], organization, user) for subject, organization, user in wanted]
+            uses = sorted((found[subject][0], organization, user) for subject, organization, user in wanted)
             self._run_many(
                 cursor,
                 "INSERT INTO {p}personal_key_uses (key_id, organization_id, user_id) VALUES (%s, %s, %s)"
@@ -373,6 +379,8 @@ class PersonalKeys:
                     cursor, "SELECT key_id FROM {p}personal_keys WHERE subject = %s", self.subject(email)
                 ).fetchall()
             else:
+                if not user_id:  # "" marks uses without a user id: it would find almost everyone
+                    raise ValueError("a user id is needed")
                 rows = self._run(
                     cursor, "SELECT DISTINCT key_id FROM {p}personal_key_uses WHERE user_id = %s", user_id
                 ).fetchall()
@@ -392,10 +400,18 @@ class PersonalKeys:
             key_id, plain, frozenset(org for org, _ in pairs), frozenset(user for _, user in pairs if user)
         )
 
-    def delete(self, keys: Iterable[PersonKey], erased_by: str) -> None:
+    def find_key(self, key_id: str) -> PersonKey | None:
+        """One key as `find` gives it, or None once deleted."""
+        with self._transaction(write=False) as cursor:
+            row = self._run(cursor, "SELECT key_id FROM {p}personal_keys WHERE key_id = %s", key_id).fetchone()
+            return None if row is None else self._person_key(cursor, key_id)
+
+    def delete(self, keys: Iterable[PersonKey], erased_by: str, organizations: Sequence[Any] = ()) -> None:
         """Crypto-shredding: the keys go, and with them every value sealed with them; the erasure is recorded
-        by pseudonym, when and by whom, without any personal data."""
-        now = datetime.now(UTC).isoformat()
+        by pseudonym, when, by whom and in which organizations, without any personal data, unfinished until
+        the read models are rebuilt (`finish_erasures`)."""
+        now, keys = datetime.now(UTC).isoformat(), list(keys)
+        places = " ".join(str(organization) for organization in organizations)
         with self._transaction() as cursor:
             for key in keys:
                 self._run(cursor, "DELETE FROM {p}personal_key_uses WHERE key_id = %s", key.pseudonym)
@@ -404,28 +420,46 @@ class PersonalKeys:
                     cursor,
                     "INSERT INTO {p}personal_erasures (pseudonym, erased_at, erased_by, organizations)"
                     " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                    key.pseudonym, now, erased_by, len(key.organizations),
+                    key.pseudonym, now, erased_by, places,
                 )  # fmt: skip
         self.forget(key.pseudonym for key in keys)
 
+    def unfinished_erasures(self) -> list[tuple[str, list[str]]]:
+        """(pseudonym, organization ids) of each erasure whose key is gone but whose read models are not
+        rebuilt yet."""
+        with self._transaction(write=False) as cursor:
+            rows = self._run(
+                cursor, "SELECT pseudonym, organizations FROM {p}personal_erasures WHERE finished_at IS NULL"
+            ).fetchall()
+        return [(pseudonym, organizations.split()) for pseudonym, organizations in (_values(r, "pseudonym", "organizations") for r in rows)]
+
+    def finish_erasures(self, pseudonyms: Sequence[str]) -> None:
+        now = datetime.now(UTC).isoformat()
+        with self._transaction() as cursor:
+            self._run_many(
+                cursor, "UPDATE {p}personal_erasures SET finished_at = %s WHERE pseudonym = %s",
+                [(now, pseudonym) for pseudonym in pseudonyms],
+            )  # fmt: skip
+
     def forget(self, key_ids: Iterable[str]) -> None:
-        """Drop deleted keys from this process's memory (an erasure elsewhere: `PersonErased`)."""
+        """Drop deleted keys from this process's memory (an erasure elsewhere: `PersonErased`). The subject and
+        use entries may stay: a key known to be gone is never used again (`_key_for` makes a new one)."""
         with self._lock:
             for key_id in key_ids:
                 self._ciphers[key_id] = None
                 self._wrapped.pop(key_id, None)
-                self._uses = {use for use in self._uses if use[0] != key_id}
-                self._by_subject = {s: k for s, k in self._by_subject.items() if k != key_id}
 
     def erasures(self) -> list[dict[str, Any]]:
-        """Every erasure recorded: pseudonym, when, by whom, in how many organizations."""
+        """Every erasure recorded: pseudonym, when, by whom, in which organizations, when finished."""
+        names = ("pseudonym", "erased_at", "erased_by", "organizations", "finished_at")
         with self._transaction(write=False) as cursor:
             rows = self._run(
-                cursor, "SELECT pseudonym, erased_at, erased_by, organizations FROM {p}personal_erasures"
-                " ORDER BY erased_at"
+                cursor, f"SELECT {', '.join(names)} FROM {{p}}personal_erasures ORDER BY erased_at"
             ).fetchall()
-        names = ("pseudonym", "erased_at", "erased_by", "organizations")
-        return [dict(zip(names, _values(row, *names), strict=True)) for row in rows]
+        erasures = [dict(zip(names, _values(row, *names), strict=True)) for row in rows]
+        for erasure in erasures:
+            erasure["organizations"] = erasure["organizations"].split()
+        return erasures
 
     def rotate(self) -> int:
         """Re-wrap every key and secret wrapped by a retired master key with the current one; returns how many."""

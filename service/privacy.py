@@ -55,32 +55,73 @@ class Erasure:
 
 
 def erase(services: Services, operator: str, email_address: str | None = None, user_id: str | None = None) -> Erasure:
-    """Erase the person at `email_address`, or every address used under `user_id` (see the module docstring)."""
+    """Erase the person at `email_address`, or every address used under `user_id` (see the module docstring).
+    One erasure at a time (`ErasureInProgressError` otherwise): each rebuilds every read model."""
+    with services.read_db.exclusive("erasure") as mine:
+        if not mine:
+            raise err.ErasureInProgressError("Another erasure is running; try again when it has finished.")
+        return _erase(services, operator, email_address, user_id)
+
+
+def _erase(services: Services, operator: str, email_address: str | None, user_id: str | None) -> Erasure:
     keys_store = services.organizations.personal_keys
     assert keys_store is not None, "the service always seals personal data"
-    address = None if email_address is None else email_address.strip().lower()
-    keys = keys_store.find(email=address, user_id=user_id)
+    if email_address is None and not user_id:
+        raise err.InvalidValueError("Give an e-mail address or a user id.", "userId")
+    keys = keys_store.find(email=email_address, user_id=user_id)
     if not keys:
         raise err.PersonNotFoundError("Nobody with that e-mail address or user id has data here.")
-    places = _organizations_of(services, keys)
-    names = _names_and_check_erasable(services, places)  # raises, changing nothing, for an Owner
     erasure = Erasure(pseudonyms=[key.pseudonym for key in keys])
-    for key, organization_id in places:
-        services.organizations.erase_person(organization_id, operator, key.pseudonym, key.address, key.user_ids)
-        erasure.organizations.append(str(organization_id))
-    keys_store.delete(keys, erased_by=f"operator:{operator}")
-    organization_ids = sorted({organization_id for _, organization_id in places}, key=str)
-    erasure.snapshots_deleted = _delete_snapshots(services, organization_ids)
-    for key in keys:
-        texts = [key.address, *names.get(key.pseudonym, ())]
-        erasure.mail_rows_scrubbed += _scrub_mail_rows(services, key)
-        erasure.responses_deleted += _delete_responses(services, texts)
-        erasure.outbox_files_deleted += _delete_outbox_files(services.settings.database.var_dir / OUTBOX, texts)
-    erasure.rebuilt = Rebuild(
-        services.organizations, services.read_db, list(PROJECTIONS), database=services.settings.database
-    ).run()
-    _compact(services)
+    names: dict[str, set[str]] = {}
+    done: set[tuple[str, UUID]] = set()
+    while places := [(k, o) for k, o in _organizations_of(services, keys) if (k.pseudonym, o) not in done]:
+        # Again until none is new: a command may have used a key in another organization meanwhile.
+        for pseudonym, found in _names_and_check_erasable(services, places).items():  # an Owner: refused here
+            names.setdefault(pseudonym, set()).update(found)
+        for key, organization_id in places:
+            services.organizations.erase_person(organization_id, operator, key.pseudonym, key.address, key.user_ids)
+            erasure.organizations.append(str(organization_id))
+            done.add((key.pseudonym, organization_id))
+        keys = [keys_store.find_key(key.pseudonym) or key for key in keys]  # their uses, read again
+    texts = {key.pseudonym: [key.address, *names.get(key.pseudonym, ())] for key in keys}
+    _purge_copies(services, keys, texts, erasure)  # while the key still opens them
+    keys_store.delete(keys, erased_by=f"operator:{operator}", organizations=sorted({o for _, o in done}, key=str))
+    finish_erasures(services, erasure)
+    _purge_copies(services, keys, texts, erasure)  # a worker behind may have copied some meanwhile
     return erasure
+
+
+def finish_erasures(services: Services, erasure: Erasure | None = None) -> list[str]:
+    """What an erasure does once the key is gone, for every erasure not finished yet (also one stopped by a
+    failure: `membership privacy erase --finish` runs this alone): delete the organizations' snapshots (taken
+    before, in the clear), rebuild every read model from the events, which now read the placeholder, drop the
+    old tables and compact the files. Returns the pseudonyms finished."""
+    keys_store = services.organizations.personal_keys
+    assert keys_store is not None
+    unfinished = keys_store.unfinished_erasures()
+    if not unfinished:
+        return []
+    organization_ids = sorted({UUID(o) for _, organizations in unfinished for o in organizations}, key=str)
+    deleted = _delete_snapshots(services, organization_ids)
+    rebuilt = Rebuild(
+        services.organizations, services.read_db, list(PROJECTIONS), database=services.settings.database
+    ).run(restart=True)  # never a generation begun before: it may hold rows decoded while the key existed
+    deleted += _delete_snapshots(services, organization_ids)  # one a worker took from the state before
+    _compact(services)
+    keys_store.finish_erasures([pseudonym for pseudonym, _ in unfinished])
+    if erasure is not None:
+        erasure.snapshots_deleted, erasure.rebuilt = deleted, rebuilt
+    return [pseudonym for pseudonym, _ in unfinished]
+
+
+def _purge_copies(services: Services, keys: list[PersonKey], texts: dict[str, list[str]], erasure: Erasure) -> None:
+    """Copies of the person's data outside the events and read models: the mailer's rows, kept answers to
+    idempotent requests, the outbox's files."""
+    for key in keys:
+        erasure.mail_rows_scrubbed += _scrub_mail_rows(services, key)
+        erasure.responses_deleted += _delete_responses(services, texts[key.pseudonym])
+        outbox = services.settings.database.var_dir / OUTBOX
+        erasure.outbox_files_deleted += _delete_outbox_files(outbox, texts[key.pseudonym])
 
 
 def _compact(services: Services) -> None:

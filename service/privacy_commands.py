@@ -11,7 +11,7 @@ import click
 
 from membership.exceptions import MembershipError
 from service.console import services
-from service.privacy import seal_stored_events
+from service.privacy import finish_erasures, seal_stored_events
 
 
 @click.group()
@@ -24,11 +24,16 @@ def privacy() -> None:
 @click.option("--user-id", help="The person's user id: every address they used is erased.")
 @click.option("--operator", default=getpass.getuser, show_default="your user name", help="Who erases (recorded).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def privacy_erase(email_address: str | None, user_id: str | None, operator: str, yes: bool) -> None:
+@click.option("--finish", is_flag=True, help="Only finish erasures a failure stopped after their key was deleted.")
+def privacy_erase(email_address: str | None, user_id: str | None, operator: str, yes: bool, finish: bool) -> None:
     """Erase a person: their key is deleted, so their address and name read as "erased member 7f3a…" in every
     event; they leave every organization; snapshots, mail rows, stored responses and outbox files naming them
     are purged and every read model is rebuilt. It cannot be undone. An Owner must transfer ownership first."""
-    if (email_address is None) == (user_id is None):
+    if finish:
+        with services() as built:
+            click.echo(json.dumps({"finished": finish_erasures(built)}, indent=2))
+        return
+    if (email_address is None) == (user_id is None) or user_id == "":
         raise click.UsageError("give exactly one of --email and --user-id")
     if not yes:
         click.confirm(f"Erase {email_address or 'user ' + str(user_id)} for good?", abort=True)

@@ -212,6 +212,10 @@ class ProjectionRunner(BackgroundLoop):
     def _projection(self, name: str, generation: int) -> Projection:
         key = (name, generation)
         if key not in self._instances:
+            # A new generation is active: the old one's object goes, with what it remembered (an erasure's
+            # rebuild replaced tables that held a person's data: the memory of them must go too).
+            for old in [k for k in self._instances if k[0] == name]:
+                del self._instances[old]
             self._instances[key] = PROJECTIONS[name](generation)
         return self._instances[key]
 

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -268,8 +269,12 @@ class ReadDatabase:
         if self.is_sqlite:
             lite = self._sqlite_connection()
             lite.execute("VACUUM")
-            lite.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            return
+            for _ in range(50):  # readers in other connections may hold the log a moment
+                busy = lite.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                if not busy:
+                    return
+                time.sleep(0.1)
+            raise RuntimeError("the SQLite write-ahead log could not be emptied: readers kept it busy for 5 s")
         with psycopg.connect(**self._pg_kwargs(), autocommit=True) as connection:
             for table in tables:
                 connection.execute(f"VACUUM FULL {table}")

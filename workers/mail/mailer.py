@@ -19,6 +19,7 @@ one is retried later for that one, with backoff, and never ends the round.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -160,9 +161,9 @@ class Mailer(BackgroundLoop):
         try:
             self.transport.send(outgoing)
         except PermanentError as error:
-            self._fail(delivery, str(error))
+            self._fail(delivery, without_address(str(error), delivery.recipient))
         except TransientError as error:
-            self._retry(delivery, str(error))
+            self._retry(delivery, without_address(str(error), delivery.recipient))
         else:
             outbox.finish(self.db, delivery, outbox.SENT, self.now())
 
@@ -201,6 +202,12 @@ class Mailer(BackgroundLoop):
             expires_at=expires_at,
             accept_url=f"{self.public_url}/invite/accept?token={token}",
         )
+
+
+def without_address(text: str, address: str) -> str:
+    """A mail server's reply names the recipient: kept in the delivery row, the log and the audit trail
+    (InvitationEmailFailed), it would hold the address where erasing the person cannot reach it."""
+    return re.sub(re.escape(address), "<recipient>", text, flags=re.IGNORECASE) if address else text
 
 
 def _outcome(delivery: outbox.Delivery, status: str) -> EmailOutcome:
