@@ -83,7 +83,7 @@ class MemberInvited(Event):
     replaces_invitation_id: UUID | None = None
 
     def apply(self, org: Organization) -> None:
-        _forget_closed_invitations(org, self.timestamp)  # first: the one this replaces stays a while, "expired"
+        _forget_what_no_rule_needs(org, self.timestamp)  # first: the one this replaces stays a while, "expired"
         if self.replaces_invitation_id is not None:
             _close_invitation(org, self.replaces_invitation_id, "expired")
         org.invitations[key_of(self.invitation_id)] = Invitation(
@@ -172,6 +172,7 @@ class InviteLinkDeleted(Event):
 
     def apply(self, org: Organization) -> None:
         change(org.links, self.link_id, deleted=True)
+        org.redemptions.pop(key_of(self.link_id), None)  # who used it: no rule asks any more
 
 
 class MemberJoinedByLink(Event):
@@ -190,7 +191,7 @@ class MemberJoinedByLink(Event):
     def apply(self, org: Organization) -> None:
         key = key_of(self.link_id)
         change(org.links, self.link_id, use_count=org.links[key].use_count + 1)
-        org.redemptions[key][self.user_id] = key_of(self.member_id)
+        org.redemptions.setdefault(key, {})[self.user_id] = key_of(self.member_id)
         if self.cancelled_invitation_id is not None:
             _close_invitation(org, self.cancelled_invitation_id, "cancelled")
         _add_member(org, Member(self.member_id, self.user_id, self.email, self.name, self.role_id, self.timestamp))
@@ -436,17 +437,21 @@ def _count_role(org: Organization, role_id: UUID, delta: int) -> None:
         org.role_member_counts.pop(key, None)
 
 
-def _forget_closed_invitations(org: Organization, now: datetime) -> None:
+def _forget_what_no_rule_needs(org: Organization, now: datetime) -> None:
     """Closed invitations whose tokens have expired leave the state: no rule refers to them any more (a token
     of one is merely not valid), and an organization inviting for years would otherwise keep every one it
-    ever sent (their history is in the events and the read models). Looked for once a day: by the first
-    invitation sent on a day (UTC) other than the latest one's. Decided by the state and the event alone, so
-    every replay and every snapshot, old ones too, forgets the same invitations at the same event."""
+    ever sent (their history is in the events and the read models). So do the lists of who used an expired
+    invite link (a deleted link's go when it is deleted): "used it already" is asked only of a live link.
+    Looked for once a day: by the first invitation sent on a day (UTC) other than the latest one's. Decided
+    by the state and the event alone, so every replay and every snapshot, old ones too, forgets the same
+    things at the same event."""
     latest = next(reversed(org.invitations.values()), None)
     if latest is not None and (latest.expires_at - timedelta(days=latest.expires_in_days)).date() == now.date():
         return
     for key in [key for key, i in org.invitations.items() if i.status != "pending" and i.expires_at < now]:
         del org.invitations[key]
+    for key in [key for key, link in org.links.items() if link.expires_at < now and key in org.redemptions]:
+        del org.redemptions[key]
 
 
 def _close_invitation(org: Organization, invitation_id: UUID, status: InvitationStatus) -> None:

@@ -357,7 +357,7 @@ class Organization(Aggregate):
             raise err.InviteLinkExpiredError("This invite link has expired.")
         email = validate_email(user.email)
         self.check_not_member(email, user.user_id)
-        if user.user_id in self.redemptions[key_of(link_id)]:
+        if user.user_id in self.redemptions.get(key_of(link_id), {}):
             raise err.InviteLinkAlreadyUsedError("You have already used this invite link.")
         if link.max_uses and link.use_count >= link.max_uses:
             raise err.InviteLinkUsedUpError("This invite link has reached its maximum number of uses.")

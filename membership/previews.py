@@ -65,7 +65,7 @@ def of_invite_link(org: Organization, link: InviteLink, now: datetime, viewer: A
         max_uses=link.max_uses,
         use_count=link.use_count,
         status=_link_status(org, link, now),
-        viewer_used_it=viewer is not None and viewer.user_id in org.redemptions[key_of(link.id)],
+        viewer_used_it=viewer is not None and viewer.user_id in org.redemptions.get(key_of(link.id), {}),
     )
 
 

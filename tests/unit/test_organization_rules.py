@@ -14,7 +14,7 @@ from membership import exceptions as err
 from membership.application import project_organization
 from membership.inputs import Actor
 from membership.organization import Organization, system_role_id
-from membership.state import Member
+from membership.state import Member, key_of
 from membership.tokens import new_nonce
 from tests.factories import new_actor
 
@@ -570,6 +570,19 @@ def test_closed_invitations_whose_tokens_expired_leave_the_state_with_the_first_
     assert pending in {i.id for i in team.org.invitations.values()}  # an open one is never forgotten
     with pytest.raises(err.InvitationNotFoundError):
         team.org.cancel_invitation(team.owner, accepted, NOW + 4 * DAY)
+
+
+def test_who_used_a_link_is_forgotten_once_it_is_deleted_or_long_expired(team: Team) -> None:
+    viewer = role(team.org, "viewer")
+    deleted, expiring, live = (create_link(team.org, team.owner, viewer, days=d) for d in (7, 1, 30))
+    for link in (deleted, expiring, live):
+        redeem(team.org, new_actor(), link)
+    team.org.delete_invite_link(team.owner, deleted, NOW)
+    assert key_of(deleted) not in team.org.redemptions and key_of(expiring) in team.org.redemptions
+    invite(team.org, team.owner, new_actor().email, viewer, now=NOW + 2 * DAY)  # the day's first invitation
+    assert set(team.org.redemptions) >= {key_of(live)} and key_of(expiring) not in team.org.redemptions
+    with pytest.raises(err.InviteLinkExpiredError):
+        redeem(team.org, new_actor(), expiring, now=NOW + 2 * DAY)
 
 
 def test_invitee_accepts_and_becomes_member(team: Team) -> None:

@@ -294,6 +294,9 @@ class OrganizationMachine(RuleBasedStateMachine):
         for invitation_id, invitation in list(self.invitations.items()):
             if not self.is_open(invitation) and invitation["expires_at"] < self.now:
                 self.forgotten[invitation_id] = self.invitations.pop(invitation_id)
+        for link in self.links.values():
+            if link["expires_at"] < self.now:
+                link["redeemed_by"] = set()  # nobody can use it again: who did is forgotten
 
     def is_open(self, invitation: dict[str, Any]) -> bool:
         return bool(invitation["status"] == "pending")
@@ -648,6 +651,7 @@ class OrganizationMachine(RuleBasedStateMachine):
         if self.run(expected, lambda: self.app.delete_invite_link(self.org_id, USERS[actor], link_id)):
             assert link is not None
             link["deleted"] = True
+            link["redeemed_by"] = set()  # forgotten with the deletion
 
     # -- members -------------------------------------------------------------
     @rule(actor=actors, member=actors, role=st.sampled_from(ROLE_REFS))
@@ -880,7 +884,7 @@ class OrganizationMachine(RuleBasedStateMachine):
                     link.use_count,
                     link.expires_at,
                     link.deleted,
-                    set(org.redemptions[i]),
+                    set(org.redemptions.get(i, ())),
                 )
                 for i, link in org.links.items()
             } == {
@@ -915,9 +919,10 @@ class OrganizationMachine(RuleBasedStateMachine):
             assert org.pending_by_email == {
                 inv.email: i for i, inv in org.invitations.items() if inv.status == "pending"
             }
-            assert {i: len(users) for i, users in org.redemptions.items()} == {
-                i: link.use_count for i, link in org.links.items()
-            }
+            # Who used a link is kept while it can be used: not once deleted, nor long after it expired.
+            assert set(org.redemptions) <= set(org.links)
+            assert all(len(users) == org.links[i].use_count for i, users in org.redemptions.items())
+            assert all(i in org.redemptions for i, link in org.links.items() if not link.deleted and link.expires_at > self.now)
 
     def replaying_the_stored_events_rebuilds_an_equal_aggregate(self) -> None:
         """From the event store, not the cache; and a snapshot (its records transcoded) restores it too.
