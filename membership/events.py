@@ -172,7 +172,6 @@ class InviteLinkDeleted(Event):
 
     def apply(self, org: Organization) -> None:
         change(org.links, self.link_id, deleted=True)
-        org.redemptions.pop(key_of(self.link_id), None)  # who used it: no rule asks any more
 
 
 class MemberJoinedByLink(Event):
@@ -440,8 +439,8 @@ def _count_role(org: Organization, role_id: UUID, delta: int) -> None:
 def _forget_what_no_rule_needs(org: Organization, now: datetime) -> None:
     """Closed invitations whose tokens have expired leave the state: no rule refers to them any more (a token
     of one is merely not valid), and an organization inviting for years would otherwise keep every one it
-    ever sent (their history is in the events and the read models). So do the lists of who used an expired
-    invite link (a deleted link's go when it is deleted): "used it already" is asked only of a live link.
+    ever sent (their history is in the events and the read models). So do the lists of who used a deleted or
+    expired invite link: "used it already" is asked only of a live one.
     Looked for once a day: by the first invitation sent on a day (UTC) other than the latest one's. Decided
     by the state and the event alone, so every replay and every snapshot, old ones too, forgets the same
     things at the same event."""
@@ -450,7 +449,7 @@ def _forget_what_no_rule_needs(org: Organization, now: datetime) -> None:
         return
     for key in [key for key, i in org.invitations.items() if i.status != "pending" and i.expires_at < now]:
         del org.invitations[key]
-    for key in [key for key, link in org.links.items() if link.expires_at < now and key in org.redemptions]:
+    for key in [k for k, link in org.links.items() if (link.deleted or link.expires_at < now) and k in org.redemptions]:
         del org.redemptions[key]
 
 

@@ -295,7 +295,7 @@ class OrganizationMachine(RuleBasedStateMachine):
             if not self.is_open(invitation) and invitation["expires_at"] < self.now:
                 self.forgotten[invitation_id] = self.invitations.pop(invitation_id)
         for link in self.links.values():
-            if link["expires_at"] < self.now:
+            if link["deleted"] or link["expires_at"] < self.now:
                 link["redeemed_by"] = set()  # nobody can use it again: who did is forgotten
 
     def is_open(self, invitation: dict[str, Any]) -> bool:
@@ -651,7 +651,6 @@ class OrganizationMachine(RuleBasedStateMachine):
         if self.run(expected, lambda: self.app.delete_invite_link(self.org_id, USERS[actor], link_id)):
             assert link is not None
             link["deleted"] = True
-            link["redeemed_by"] = set()  # forgotten with the deletion
 
     # -- members -------------------------------------------------------------
     @rule(actor=actors, member=actors, role=st.sampled_from(ROLE_REFS))
@@ -922,7 +921,7 @@ class OrganizationMachine(RuleBasedStateMachine):
             # Who used a link is kept while it can be used: not once deleted, nor long after it expired.
             assert set(org.redemptions) <= set(org.links)
             assert all(len(users) == org.links[i].use_count for i, users in org.redemptions.items())
-            assert all(i in org.redemptions for i, link in org.links.items() if not link.deleted and link.expires_at > self.now)
+            assert all(i in org.redemptions for i, link in org.links.items() if link.expires_at > self.now and not link.deleted)
 
     def replaying_the_stored_events_rebuilds_an_equal_aggregate(self) -> None:
         """From the event store, not the cache; and a snapshot (its records transcoded) restores it too.
