@@ -248,21 +248,11 @@ class PersonalKeys:
         subject = self.subject(address)
         key_id = self._by_subject.get(subject)
         cipher = None if key_id is None else self._ciphers.get(key_id)
-        use = (key_id, organization_id, user_id)
-        if cipher is not None and use in self._uses:
-            return key_id, cipher  # type: ignore[return-value]
-        with self._transaction(durable=False) as cursor:
-            key_id, cipher = self._get_or_create(cursor, subject, address)
-            self._run(
-                cursor,
-                "INSERT INTO {p}personal_key_uses (key_id, organization_id, user_id) VALUES (%s, %s, %s)"
-                " ON CONFLICT DO NOTHING",
-                key_id, organization_id, user_id,
-            )  # fmt: skip
-        with self._lock:
-            self._by_subject[subject] = key_id
-            self._ciphers[key_id] = cipher
-            self._uses.add((key_id, organization_id, user_id))
+        if cipher is None or (key_id, organization_id, user_id) not in self._uses:
+            self._make_keys({(subject, organization_id, user_id): address})
+            key_id = self._by_subject[subject]
+            cipher = self._ciphers[key_id]
+        assert key_id is not None and cipher is not None
         return key_id, cipher
 
     def prepare(self, events: Iterable[Any]) -> None:
@@ -280,10 +270,12 @@ class PersonalKeys:
                 key_id = self._by_subject.get(subject)
                 if key_id is None or self._ciphers.get(key_id) is None or (key_id, *use) not in self._uses:
                     wanted[(subject, *use)] = address
-        if len(wanted) > 1:  # one: seal's own transaction costs the same
+        if wanted:
             self._make_keys(wanted)
 
     def _make_keys(self, wanted: dict[tuple[str, str, str], str]) -> None:
+        """Each subject's key (made unless it exists: a conflict keeps the one made first, by any process) and
+        the uses, in one transaction."""
         addresses = {subject: address for (subject, _, _), address in sorted(wanted.items())}  # a fixed lock order
         made = []
         for subject, address in addresses.items():
@@ -322,21 +314,6 @@ class PersonalKeys:
                 self._by_subject[subject] = key_id
                 self._ciphers[key_id] = cipher
             self._uses.update(uses)
-
-    def _get_or_create(self, cursor: Any, subject: str, address: str) -> tuple[str, _Cipher]:
-        key = secrets.token_bytes(32)
-        master_id, wrapped = self.masters.wrap(key)
-        self._run(
-            cursor,
-            "INSERT INTO {p}personal_keys (key_id, subject, master_id, wrapped, address, created_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            secrets.token_hex(8), subject, master_id, wrapped,
-            b64encode(_Cipher(key).encrypt(address.encode())).decode(), datetime.now(UTC).isoformat(),
-        )  # fmt: skip (written first, see _transaction; a conflict keeps the person's existing key)
-        select = "SELECT key_id, master_id, wrapped FROM {p}personal_keys WHERE subject = %s"
-        row = self._run(cursor, select, subject).fetchone()  # ours, or the one made before
-        key_id, master_id, wrapped = _values(row, "key_id", "master_id", "wrapped")
-        return key_id, _Cipher(self.masters.unwrap(master_id, wrapped))
 
     def cipher(self, key_id: str) -> _Cipher | None:
         """The key's cipher, or None once it is deleted."""
