@@ -440,7 +440,8 @@ def _forget_what_no_rule_needs(org: Organization, now: datetime) -> None:
     """Closed invitations whose tokens have expired leave the state: no rule refers to them any more (a token
     of one is merely not valid), and an organization inviting for years would otherwise keep every one it
     ever sent (their history is in the events and the read models). So do the lists of who used a deleted or
-    expired invite link: "used it already" is asked only of a live one.
+    expired invite link ("used it already" is asked only of a live one), and the links both deleted and
+    expired (a code of one is merely not valid; an expired link that was not deleted still holds its role).
     Looked for once a day: by the first invitation sent on a day (UTC) other than the latest one's. Decided
     by the state and the event alone, so every replay and every snapshot, old ones too, forgets the same
     things at the same event."""
@@ -451,6 +452,8 @@ def _forget_what_no_rule_needs(org: Organization, now: datetime) -> None:
         del org.invitations[key]
     for key in [k for k, link in org.links.items() if (link.deleted or link.expires_at < now) and k in org.redemptions]:
         del org.redemptions[key]
+    for key in [k for k, link in org.links.items() if link.deleted and link.expires_at < now]:
+        del org.links[key]
 
 
 def _close_invitation(org: Organization, invitation_id: UUID, status: InvitationStatus) -> None:

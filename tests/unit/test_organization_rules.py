@@ -584,6 +584,9 @@ def test_who_used_a_link_is_forgotten_once_it_is_deleted_or_long_expired(team: T
     assert key_of(expiring) not in team.org.redemptions and key_of(deleted) not in team.org.redemptions
     with pytest.raises(err.InviteLinkExpiredError):
         redeem(team.org, new_actor(), expiring, now=NOW + 2 * DAY)
+    assert key_of(deleted) in team.org.links  # deleted, not yet expired: its holders are told it was deleted
+    invite(team.org, team.owner, new_actor().email, viewer, now=NOW + 8 * DAY)
+    assert key_of(deleted) not in team.org.links and key_of(expiring) in team.org.links  # that one holds its role
 
 
 def test_invitee_accepts_and_becomes_member(team: Team) -> None:

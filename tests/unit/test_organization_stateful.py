@@ -294,9 +294,11 @@ class OrganizationMachine(RuleBasedStateMachine):
         for invitation_id, invitation in list(self.invitations.items()):
             if not self.is_open(invitation) and invitation["expires_at"] < self.now:
                 self.forgotten[invitation_id] = self.invitations.pop(invitation_id)
-        for link in self.links.values():
+        for link_id, link in list(self.links.items()):
             if link["deleted"] or link["expires_at"] < self.now:
                 link["redeemed_by"] = set()  # nobody can use it again: who did is forgotten
+            if link["deleted"] and link["expires_at"] < self.now:
+                del self.links[link_id]  # nor will anyone be told about it: its code is merely not valid
 
     def is_open(self, invitation: dict[str, Any]) -> bool:
         return bool(invitation["status"] == "pending")
