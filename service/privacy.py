@@ -6,10 +6,11 @@ The events stay; the person's key goes (crypto-shredding, see membership.persona
    Refuse, changing nothing, while they are the Owner of an organization (ownership must move first).
 2. Record `PersonErased` in each of those organizations (they stop being a member, their pending
    invitations are cancelled; every process caching the organization applies it too).
-3. Delete the keys, recording the erasure by pseudonym, when and by whom.
-4. Purge what holds the data outside the events: the organizations' snapshots (re-taken later from the
-   events), the mailer's delivery rows, stored idempotent responses, and the outbox's `.eml` files.
-5. Rebuild every read model from the events, which now read the placeholder, and drop the old tables.
+3. Purge the copies outside the events while the key still opens them: the mailer's delivery rows, kept
+   idempotent answers, the outbox's `.eml` files.
+4. Delete the keys, recording the erasure by pseudonym, when, by whom and where (unfinished).
+5. Finish (`finish_erasures`): delete the organizations' snapshots, rebuild every read model from the
+   events, which now read the placeholder, compact the files; then purge the copies once more.
 
 An erased person invited again is a new person: a new key, a new pseudonym.
 """
@@ -33,6 +34,7 @@ from membership import exceptions as err
 from membership.personal_data import PersonKey, erased_address
 from projections.engine.catalog import PROJECTIONS
 from projections.engine.rebuild import Rebuild
+from workers.snapshots import delete_snapshots, snapshot_table
 
 if TYPE_CHECKING:  # the composition root builds them and calls erase (Services.erase_person)
     from service.bootstrap import Services
@@ -102,11 +104,11 @@ def finish_erasures(services: Services, erasure: Erasure | None = None) -> list[
     if not unfinished:
         return []
     organization_ids = sorted({UUID(o) for _, organizations in unfinished for o in organizations}, key=str)
-    deleted = _delete_snapshots(services, organization_ids)
+    deleted = delete_snapshots(services.organizations, services.read_db, organization_ids)
     rebuilt = Rebuild(
         services.organizations, services.read_db, list(PROJECTIONS), database=services.settings.database
     ).run(restart=True)  # never a generation begun before: it may hold rows decoded while the key existed
-    deleted += _delete_snapshots(services, organization_ids)  # one a worker took from the state before
+    deleted += delete_snapshots(services.organizations, services.read_db, organization_ids)  # one a worker took before
     _compact(services)
     keys_store.finish_erasures([pseudonym for pseudonym, _ in unfinished])
     if erasure is not None:
@@ -128,7 +130,7 @@ def _compact(services: Services) -> None:
     """What was deleted or overwritten must not linger in the files: the key above all (crypto-shredding),
     then the snapshots, mail rows and kept answers (the old read-model tables were dropped)."""
     tables = ["personal_keys", "personal_key_uses", "mail_deliveries", idempotency_keys.TABLE]
-    services.read_db.compact([*tables, *_snapshot_table(services)])
+    services.read_db.compact([*tables, *_snapshot_tables(services)])
 
 
 def _organizations_of(services: Services, keys: list[PersonKey]) -> list[tuple[PersonKey, UUID]]:
@@ -153,18 +155,6 @@ def _names_and_check_erasable(services: Services, places: list[tuple[PersonKey, 
         if member is not None:
             names.setdefault(key.pseudonym, set()).add(member.name)
     return names
-
-
-def _delete_snapshots(services: Services, organization_ids: list[UUID]) -> int:
-    """Snapshots hold state in the clear: the next ones are taken from the events, through the placeholder."""
-    db, deleted = services.read_db, 0
-    for table in _snapshot_table(services):
-        with db.transaction() as cursor:
-            for organization_id in organization_ids:
-                key = organization_id.hex if db.is_sqlite else organization_id
-                cursor.execute(db.sql(f"DELETE FROM {table} WHERE originator_id = %s"), (key,))
-                deleted += cursor.rowcount or 0
-    return deleted
 
 
 def _scrub_mail_rows(services: Services, key: PersonKey) -> int:
@@ -215,8 +205,6 @@ def _readable(path: Path) -> str:
     return "\n".join(parts)
 
 
-
-
 # -- events stored before personal data was sealed ------------------------------------------------------------
 @dataclass
 class Sealing:
@@ -260,8 +248,8 @@ def seal_stored_events(services: Services, batch_size: int = 1000) -> Sealing:
                     report.sealed += 1
                 else:
                     report.changed_meanwhile += 1
-    report.snapshots_deleted = _delete_all_snapshots(services)
-    services.read_db.compact([table, *_snapshot_table(services)])
+    report.snapshots_deleted = delete_snapshots(services.organizations, services.read_db, None)
+    services.read_db.compact([table, *_snapshot_tables(services)])
     return report
 
 
@@ -295,15 +283,6 @@ def _uuid(value: Any) -> UUID:
     return value if isinstance(value, UUID) else UUID(str(value))
 
 
-def _snapshot_table(services: Services) -> list[str]:
-    snapshots = services.organizations.snapshots
-    return [] if snapshots is None else [snapshots.recorder.events_table_name]  # type: ignore[attr-defined]
-
-
-def _delete_all_snapshots(services: Services) -> int:
-    deleted = 0
-    for table in _snapshot_table(services):
-        with services.read_db.transaction() as cursor:
-            cursor.execute(f"DELETE FROM {table}")  # noqa: S608 -- the library's own table
-            deleted += cursor.rowcount or 0
-    return deleted
+def _snapshot_tables(services: Services) -> list[str]:
+    table = snapshot_table(services.organizations)
+    return [] if table is None else [table]

@@ -16,7 +16,7 @@ lock the projection runner needs, and every command waits for the runner.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
@@ -80,17 +80,36 @@ class SnapshotTaker(BackgroundLoop):
         """Delete the organization's snapshots older than the KEEP latest multiples of the interval up to
         `version`: only the latest is ever loaded, and each holds the whole state (a snapshot table grew to
         13 times the events' size before). Returns how many were deleted."""
-        if self.organizations.snapshots is None:
-            return 0
-        table = self.organizations.snapshots.recorder.events_table_name  # type: ignore[attr-defined]
         oldest_kept = version - (KEEP - 1) * self.interval
-        key = organization_id.hex if self.db.is_sqlite and isinstance(organization_id, UUID) else organization_id
-        with self.db.transaction() as cursor:
-            cursor.execute(
-                self.db.sql(f"DELETE FROM {table} WHERE originator_id = %s AND originator_version < %s"),
-                (key, oldest_kept),
-            )
+        return delete_snapshots(self.organizations, self.db, [organization_id], below=oldest_kept)
+
+
+def snapshot_table(organizations: Organizations) -> str | None:
+    """The table the organizations' snapshots are stored in (None: snapshotting is off)."""
+    snapshots = organizations.snapshots
+    return None if snapshots is None else snapshots.recorder.events_table_name  # type: ignore[attr-defined]
+
+
+def delete_snapshots(
+    organizations: Organizations, db: ReadDatabase, organization_ids: Iterable[object] | None, below: int | None = None
+) -> int:
+    """Delete the snapshots of these organizations (None: of all), those older than version `below` if given
+    (pruning), all of them otherwise (an erasure: they hold state in the clear). Returns how many."""
+    table = snapshot_table(organizations)
+    if table is None:
+        return 0
+    with db.transaction() as cursor:
+        if organization_ids is None:
+            cursor.execute(f"DELETE FROM {table}")  # noqa: S608 -- the library's own table
             return cursor.rowcount or 0
+        older = "" if below is None else " AND originator_version < %s"
+        deleted = 0
+        for organization_id in organization_ids:
+            key = organization_id.hex if db.is_sqlite and isinstance(organization_id, UUID) else organization_id
+            cursor.execute(db.sql(f"DELETE FROM {table} WHERE originator_id = %s{older}"),
+                           (key,) if below is None else (key, below))  # fmt: skip
+            deleted += cursor.rowcount or 0
+        return deleted
 
 
 def take_snapshot(organizations: Organizations, organization_id: object, version: int) -> bool:
