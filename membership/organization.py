@@ -15,7 +15,7 @@ and its use in different files. What the commands take from outside is checked i
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -54,6 +54,7 @@ from membership.state import (
     InvitationStatus,
     InviteLink,
     Member,
+    MemberTable,
     Role,
     key_of,
     role_as_dict,
@@ -111,7 +112,9 @@ class Organization(Aggregate):
         self.name = name
         # Records by their id as text; the indexes hold those keys.
         self.roles: dict[str, Role] = {role["id"]: role_from_dict(role) for role in roles}
-        self.members: dict[str, Member] = {}
+        # A MemberTable (loaded from a snapshot, rows become records when read); a dict in states loaded from
+        # snapshots of the library's Snapshot class, which took it as it was.
+        self.members: MutableMapping[str, Member] = MemberTable()
         self.member_by_user: dict[str, str] = {}
         self.member_by_email: dict[str, str] = {}
         self.role_member_counts: dict[str, int] = {}
