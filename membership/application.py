@@ -38,7 +38,7 @@ from membership.jobs import ROLE_CHANGE, BulkJob, IdempotencyKeyReusedError, Job
 from membership.organization import Organization
 from membership.permissions import MANAGE_MEMBERS
 from membership.persistence import SnapshotCompressor
-from membership.personal_data import PersonalDataMapper, PersonalKeys, SealedTranscoding
+from membership.personal_data import PersonalDataMapper, PersonalEventStore, PersonalKeys, SealedTranscoding
 from membership.tokens import INVITATION, INVITE_LINK, ParsedToken, TokenSigner, new_nonce
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,12 @@ class Organizations(Application[UUID]):
         super().register_transcodings(transcoder)
         state.register_transcodings(transcoder)
         transcoder.register(SealedTranscoding(self.personal_keys))  # without keys, sealed values read as erased
+
+    def construct_event_store(self) -> EventStore[UUID]:
+        """With sealed personal data, one that unwraps the keys a replay needs in one query (PersonalEventStore)."""
+        if self.personal_keys is None:
+            return super().construct_event_store()
+        return PersonalEventStore(mapper=self.mapper, recorder=self.recorder)
 
     def construct_snapshot_store(self) -> EventStore[UUID]:
         """Snapshots in a store of their own kind: compressed (SnapshotCompressor), encrypted as events are."""

@@ -26,7 +26,7 @@ from eventsourcing.utils import resolve_topic
 
 from membership import Organization
 from membership.events import missing_fields
-from membership.personal_data import PersonalKeys, forget_if_erased
+from membership.personal_data import PersonalKeys, forget_if_erased, plain_states
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,8 @@ class ProjectionDecoder:
         """(position, event) for each notification, in order; an event that cannot be decoded
         becomes an `UndecodableEvent`, which every projection fails on (and so parks) alone."""
         batch: list[tuple[int, Any]] = []
+        if self._keys is not None:  # the people's keys in one query, not one per person
+            self._keys.prefetch(plain_states(self._mapper, notifications))
         for notification in notifications:
             try:
                 batch.append((notification.id, self.decode(notification)))
