@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.persistence import EventStore, IntegrityError, JSONTranscoder, Mapper, Recording
+from eventsourcing.persistence import AggregateRecorder, EventStore, IntegrityError, JSONTranscoder, Mapper, Recording
 
 from membership import exceptions as err
 from membership import previews, state
@@ -97,10 +97,13 @@ class Organizations(Application[UUID]):
         max_pending_invitations: int = 1000,
         snapshot_in_commands: bool = True,
         personal_keys: PersonalKeys | None = None,
+        snapshot_recorder: Callable[[AggregateRecorder], AggregateRecorder] | None = None,
     ) -> None:
         # Personal fields of events are sealed per person with these keys (membership.personal_data); read
         # by construct_mapper and register_transcodings, which the library's __init__ calls.
         self.personal_keys = personal_keys
+        # The composition root may read snapshots its own way (service.postgres_snapshots: in binary).
+        self._snapshot_recorder = snapshot_recorder
         super().__init__(env)
         if personal_keys is not None:
             personal_keys.bind(self.recorder.datastore)  # type: ignore[attr-defined]
@@ -136,7 +139,10 @@ class Organizations(Application[UUID]):
         mapper = type(self.mapper)(self.mapper.transcoder, cipher=self.mapper.cipher, compressor=SnapshotCompressor())
         if self.personal_keys is not None:
             mapper.keys = self.personal_keys  # type: ignore[attr-defined]
-        return self.factory.event_store(mapper=mapper, recorder=self.factory.aggregate_recorder(purpose="snapshots"))
+        recorder = self.factory.aggregate_recorder(purpose="snapshots")
+        if self._snapshot_recorder is not None:
+            recorder = self._snapshot_recorder(recorder)
+        return self.factory.event_store(mapper=mapper, recorder=recorder)
 
     def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
         if self.personal_keys is not None:  # the new people's keys in one transaction, not one each

@@ -17,6 +17,7 @@ from projections.engine import definitions, store
 from projections.engine.rebuild import RETIRED_GRACE_S
 from projections.engine.runner import ProjectionRunner
 from projections.engine.sql import ReadDatabase
+from service.postgres_snapshots import binary_snapshot_recorder
 from service.settings import Settings
 from service.snapshot_process import SnapshotProcess
 from workers import cursors
@@ -52,6 +53,7 @@ def build_organizations(settings: Settings, **overrides: Any) -> Organizations:
         "snapshot_interval": settings.snapshot_interval,
         "max_pending_invitations": settings.max_pending_invitations,
         "personal_keys": PersonalKeys(settings.master_keys()),
+        "snapshot_recorder": binary_snapshot_recorder,
     }
     return Organizations(env=settings.eventsourcing_env(), **{**options, **overrides})
 
