@@ -67,13 +67,18 @@ def reserve(db: ReadDatabase, bucket: str, subject: str, limit: int, window: tim
             db.sql(f"DELETE FROM {TABLE} WHERE bucket = %s AND subject = %s AND taken_at <= %s"),
             (*key, db.to_db_time(now - window)),
         )
+        # The limit-th newest slot, if there is one: the window is full, and that slot frees first. One row, not
+        # the window's every slot (a generous limit made each request read and convert thousands).
         cursor.execute(
-            db.sql(f"SELECT taken_at FROM {TABLE} WHERE bucket = %s AND subject = %s ORDER BY taken_at DESC LIMIT %s"),
-            (*key, limit),
+            db.sql(
+                f"SELECT taken_at FROM {TABLE} WHERE bucket = %s AND subject = %s"
+                " ORDER BY taken_at DESC LIMIT 1 OFFSET %s"
+            ),
+            (*key, limit - 1),
         )
-        taken = [db.when(row[0]) for row in cursor.fetchall()]
-        if len(taken) >= limit:
-            raise LimitReachedError(taken[-1] + window)  # the oldest slot of the newest `limit` frees first
+        full = cursor.fetchone()
+        if full is not None:
+            raise LimitReachedError(db.when(full[0]) + window)
         slot = Slot(bucket, subject, uuid4().hex, now)
         cursor.execute(
             db.sql(f"INSERT INTO {TABLE} (bucket, subject, taken_at, slot_id) VALUES (%s, %s, %s, %s)"),
