@@ -20,11 +20,12 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from copy import deepcopy
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
@@ -33,6 +34,7 @@ from eventsourcing.persistence import AggregateRecorder, EventStore, IntegrityEr
 
 from membership import exceptions as err
 from membership import previews, state
+from membership.combining import GroupCommit, Pending
 from membership.inputs import DEFAULT_EXPIRES_IN_DAYS, Actor
 from membership.jobs import ROLE_CHANGE, BulkJob, IdempotencyKeyReusedError, JobNotFoundError, job_id_for
 from membership.organization import Organization
@@ -46,6 +48,7 @@ LOCK_STRIPES = 256
 MAILER = Actor("system:mailer", "", "Mailer")  # the actor of e-mail outcome events
 T = TypeVar("T")
 MAX_ATTEMPTS = 30
+TOO_FAST = "The organization is changing too fast; please try again."
 
 
 def utc_now() -> datetime:
@@ -67,6 +70,15 @@ class EmailOutcome:
     token_nonce: str
     message_id: str
     failure: str = ""
+
+
+@dataclass(frozen=True)
+class _Command:
+    """A command as `Organizations._update` runs it (in a group: membership.combining)."""
+
+    decide: Callable[[Organization], Any]
+    subject_id: UUID | None
+    missing: type[err.MembershipError]
 
 
 @dataclass(frozen=True)
@@ -115,6 +127,7 @@ class Organizations(Application[UUID]):
         # snapshot of a huge organization would stall the command that happens to cross the interval.
         self.snapshot_in_commands = snapshot_in_commands
         self._locks = [threading.RLock() for _ in range(LOCK_STRIPES)]  # re-entrant: reading() may nest
+        self._commands: GroupCommit[_Command] = GroupCommit(self._run_group)
         self.conflicts_retried = 0  # commands re-run after another process wrote first
         self.save_listeners: list[Callable[[int], None]] = []  # e.g. wakes an in-process projection runner
         # Held around each command beside the in-process lock: where several processes write, one that
@@ -519,20 +532,58 @@ class Organizations(Application[UUID]):
         subject_id: UUID | None = None,
         missing: type[err.MembershipError] = err.NotAMemberError,
     ) -> Receipt:
-        """Load, decide, save; on a concurrent write, start again from a fresh load.
+        """Load, decide, save; on a concurrent write, start again from a fresh load. Commands arriving on the
+        organization meanwhile are decided on the same state and saved with it (membership.combining).
 
         `missing` is raised for an unknown organization: to a caller who is not a
         member it must look exactly like an organization they do not belong to.
         """
+        receipt: Receipt = self._commands.submit(organization_id, _Command(decide, subject_id, missing))
+        return receipt
 
-        def attempt() -> Receipt:
-            org = self._get(organization_id, missing)
-            outcome, recordings = self._decide_and_save(org, decide)
-            return Receipt(
-                organization_id, self._position(recordings), outcome if isinstance(outcome, UUID) else subject_id
-            )
+    def _run_group(self, organization_id: Hashable, group: list[Pending[_Command]]) -> None:
+        """Answer every command of the group: each is decided in turn on one state and their events saved in
+        one transaction; a refused command is answered alone. One whose failure leaves the state half-changed
+        is answered, the state dropped, and the others decided again from a fresh load."""
+        assert isinstance(organization_id, UUID)
+        remaining = group
+        while remaining:
+            answers = self._retrying(organization_id, partial(self._decide_group, organization_id, remaining), TOO_FAST)
+            for pending, answer in answers:
+                pending.fail(answer) if isinstance(answer, BaseException) else pending.succeed(answer)
+            remaining = [pending for pending in remaining if not pending.answered]
 
-        return self._retrying(organization_id, attempt, "The organization is changing too fast; please try again.")
+    def _decide_group(
+        self, organization_id: UUID, group: list[Pending[_Command]]
+    ) -> list[tuple[Pending[_Command], Receipt | BaseException]]:
+        """One attempt at the group; the answers are given only once its events are saved."""
+        try:
+            org = self.repository.get(organization_id, projector_func=project_organization)
+        except AggregateNotFoundError:
+            return [(p, p.work.missing("You are not a member of this organization.")) for p in group]
+        answers: list[tuple[Pending[_Command], Receipt | BaseException]] = []
+        decided = []
+        for pending in group:
+            before = len(org.pending_events)
+            try:
+                outcome = pending.work.decide(org)
+            except Exception as error:
+                if isinstance(error, err.MembershipError) and len(org.pending_events) == before:
+                    answers.append((pending, error))  # refused before it changed anything
+                    continue
+                self._evict(org.id)  # the shared state is half-changed: drop it
+                return [(pending, error)]
+            decided.append((pending, outcome, before, len(org.pending_events)))
+        try:
+            recordings = self.save(org)
+        except BaseException:
+            self._evict(org.id)  # the cached object holds events that were not saved
+            raise
+        for pending, outcome, first, end in decided:
+            position = recordings[end - 1].notification.id if end > first else None
+            subject_id = outcome if isinstance(outcome, UUID) else pending.work.subject_id
+            answers.append((pending, Receipt(organization_id, position, subject_id)))
+        return answers
 
     def _retrying(self, organization_id: UUID, attempt: Callable[[], T], too_fast: str) -> T:
         """The one unit-of-work loop: run `attempt` under the organization's lock; when another process
@@ -555,21 +606,6 @@ class Organizations(Application[UUID]):
             for aggregate_id in aggregate_ids:
                 self._evict(aggregate_id)
             raise
-
-    def _decide_and_save(self, org: Organization, decide: Callable[[Organization], Any]) -> tuple[Any, list[Any]]:
-        # The cached object is shared: if anything goes wrong after it was touched,
-        # drop it from the cache so the next command re-reads the stored truth.
-        try:
-            outcome = decide(org)
-            recordings = self.save(org)
-        except err.MembershipError:
-            if org.pending_events:
-                self._evict(org.id)
-            raise
-        except BaseException:
-            self._evict(org.id)
-            raise
-        return outcome, recordings
 
     def _get(self, organization_id: UUID, missing: type[err.MembershipError] = err.NotAMemberError) -> Organization:
         try:

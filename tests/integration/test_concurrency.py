@@ -131,3 +131,27 @@ def test_processes_sharing_the_organization_lock_queue_instead_of_conflicting(
     finally:
         for services in processes:
             services.close()
+
+
+def test_commands_saved_together_each_get_their_own_answer(instances: list[Organizations]) -> None:
+    """Many commands on one organization in one process are decided and saved in groups (membership.combining):
+    each caller still gets the position of its own event, and a refused command fails alone."""
+    app = instances[0]
+    owner = new_actor("owner")
+    org_id = app.create_organization(owner, "Acme").organization_id
+    viewer = role_id(app, org_id, "Viewer")
+    emails = [f"group-{n}@example.com" for n in range(12)] + ["twice@example.com"] * 4
+
+    results = race([lambda e=e: app.invite_member(org_id, owner, e, viewer) for e in emails])
+
+    receipts = [r for r in results if not isinstance(r, Exception)]
+    refused = [r for r in results if isinstance(r, Exception)]
+    assert len(receipts) == 13 and len(refused) == 3
+    assert all(type(error).__name__ == "AlreadyInvitedError" for error in refused), refused
+    assert len({r.position for r in receipts}) == 13
+    for receipt in receipts:
+        (notification,) = app.recorder.select_notifications(start=receipt.position, limit=1)
+        event = app.mapper.to_domain_event(notification)
+        assert (type(event).__name__, event.invitation_id) == ("MemberInvited", receipt.id)
+    assert set(app.get_organization(org_id).pending_by_email) == set(emails)
+    assert_invariants(app, org_id)
