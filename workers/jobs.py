@@ -17,6 +17,9 @@ from projections.engine.sql import ReadDatabase
 
 class JobRunner(BackgroundLoop):
     name = "jobs"
+    # A job is queued a few times a day, and every save (an invitation...) woke the runner to ask the read model
+    # for unfinished jobs: two statements per command, for nothing. It looks every poll_interval_s instead.
+    wakes_on_save = False
 
     def __init__(self, organizations: Organizations, db: ReadDatabase, batch_size: int = 500) -> None:
         super().__init__(organizations)
