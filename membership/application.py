@@ -550,7 +550,10 @@ class Organizations(Application[UUID]):
         while remaining:
             answers = self._retrying(organization_id, partial(self._decide_group, organization_id, remaining), TOO_FAST)
             for pending, answer in answers:
-                pending.fail(answer) if isinstance(answer, BaseException) else pending.succeed(answer)
+                if isinstance(answer, BaseException):
+                    pending.fail(answer)
+                else:
+                    pending.succeed(answer)
             remaining = [pending for pending in remaining if not pending.answered]
 
     def _decide_group(
@@ -573,6 +576,9 @@ class Organizations(Application[UUID]):
                     continue
                 self._evict(org.id)  # the shared state is half-changed: drop it
                 return [(pending, error)]
+            except BaseException:
+                self._evict(org.id)
+                raise
             decided.append((pending, outcome, before, len(org.pending_events)))
         try:
             recordings = self.save(org)

@@ -291,11 +291,9 @@ class MemberTable(MutableMapping[str, Member]):
         return len(self._loaded) + len(self._rows)
 
     def __iter__(self) -> Iterator[str]:
+        # Copies of the keys: reading a row while iterating (items(), values()) moves it from one dict to the other.
         yield from list(self._loaded)
         yield from list(self._rows)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Mapping) and dict(self.items()) == dict(other.items())
 
     def __repr__(self) -> str:
         return f"MemberTable({len(self)} members, {len(self._loaded)} read)"

@@ -26,8 +26,9 @@ from werkzeug.test import TestResponse
 
 from api.app import create_app
 from membership import Actor
+from projections import outbox
 from projections.engine.store import wait_for
-from service.bootstrap import Services, build_services
+from service.bootstrap import Services, build_mailer, build_services
 from service.settings import Settings
 from tests.conftest import STORES, store_url
 from tests.factories import Clock, new_actor
@@ -125,6 +126,22 @@ class ApiClient:
         """The read models show everything saved in-process, as a command's response waits for (read-your-writes):
         for scenes arranged through the application layer rather than one request each."""
         wait_for(self.services.read_db, self.services.organizations.recorder.max_notification_id(), timeout=10)
+
+    def settled(self, timeout: float = 10) -> None:
+        """`caught_up`, and the mailer has every invitation sent (or skipped) and its outcome recorded: nothing the
+        service does in the background is left to write (the mailer pauses between rounds under load)."""
+        mailer = build_mailer(self.services)  # beside the service's own: it ingests what that one has not yet
+        deadline = time.monotonic() + timeout
+        while True:
+            mailer.run_once()
+            counts = outbox.counts(self.services.read_db)
+            if not counts.get(outbox.QUEUED) and not counts.get(outbox.SENDING) and not outbox.unrecorded(
+                self.services.read_db, limit=1
+            ):
+                break
+            assert time.monotonic() < deadline, f"the mailer did not settle: {counts}"
+            time.sleep(0.02)
+        self.caught_up()
 
     def member_id(self, org: str, user: User, viewer: User) -> str:
         members = self.get("/api/members?limit=200", viewer, org).json["members"]
