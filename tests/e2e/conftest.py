@@ -32,6 +32,7 @@ from service.bootstrap import Services, build_mailer, build_services
 from service.settings import Settings
 from tests.conftest import STORES, store_url
 from tests.factories import Clock, new_actor
+from workers.jobs import JobRunner
 
 JWT_SECRET = "e2e-jwt-secret-" + "s" * 32
 BOTH_STORES = pytest.mark.parametrize("store", STORES, indirect=True)
@@ -128,18 +129,26 @@ class ApiClient:
         wait_for(self.services.read_db, self.services.organizations.recorder.max_notification_id(), timeout=10)
 
     def settled(self, timeout: float = 10) -> None:
-        """`caught_up`, and the mailer has every invitation sent (or skipped) and its outcome recorded: nothing the
-        service does in the background is left to write (the mailer pauses between rounds under load)."""
+        """`caught_up`, with every invitation e-mail sent (or skipped) and its outcome recorded and every bulk job
+        finished: nothing the service does in the background is left to write (the mailer pauses between rounds
+        under load; the job runner looks for jobs every 0.25 s)."""
         mailer = build_mailer(self.services)  # beside the service's own: it ingests what that one has not yet
+        jobs = JobRunner(self.services.organizations, self.services.read_db)  # only asked what is unfinished
         deadline = time.monotonic() + timeout
         while True:
+            self.caught_up()
             mailer.run_once()
             counts = outbox.counts(self.services.read_db)
-            if not counts.get(outbox.QUEUED) and not counts.get(outbox.SENDING) and not outbox.unrecorded(
-                self.services.read_db, limit=1
-            ):
+            mail_busy = (
+                counts.get(outbox.QUEUED)
+                or counts.get(outbox.SENDING)
+                or outbox.unrecorded(self.services.read_db, limit=1)
+            )
+            if not mail_busy and not jobs.unfinished():
                 break
-            assert time.monotonic() < deadline, f"the mailer did not settle: {counts}"
+            assert time.monotonic() < deadline, (
+                f"the background work did not settle: mail {counts}, jobs {jobs.unfinished()}"
+            )
             time.sleep(0.02)
         self.caught_up()
 
