@@ -47,7 +47,7 @@ KEYS_PER_QUERY = 500
 CIPHERS_KEPT = 10_000
 # Where a sealed value names its key in an event's stored JSON (the library's transcoder writes it compactly):
 # `PersonalKeys.prefetch` finds the keys a batch of events needs before decoding any of them.
-SEALED_KEY_ID = re.compile(rb'"_type_":"personal","_data_":"[' + ADDRESS.encode() + TEXT.encode() + rb']([0-9a-f]+):')
+SEALED_KEY_ID = re.compile(rb'"_type_":"personal","_data_":"[' + ADDRESS.encode() + TEXT.encode() + rb"]([0-9a-f]+):")
 
 
 def erased_address(pseudonym: str) -> str:
@@ -97,7 +97,10 @@ class MasterKeys:
     def as_codec(self) -> dict[str, str]:
         """The keys as text, for a child process that decodes events (sent on its stdin, never its arguments)."""
         current, retired = self._keys
-        return {"DATA_KEY": b64encode(current).decode(), "DATA_KEYS_RETIRED": " ".join(b64encode(k).decode() for k in retired)}
+        return {
+            "DATA_KEY": b64encode(current).decode(),
+            "DATA_KEYS_RETIRED": " ".join(b64encode(k).decode() for k in retired),
+        }
 
     @classmethod
     def from_codec(cls, codec: dict[str, str]) -> MasterKeys | None:
@@ -270,7 +273,10 @@ class PersonalKeys:
                 address = state.get(address_field)
                 if not address or not state.get(field):
                     continue
-                subject, use = self.subject(address), (str(state["originator_id"]), state.get(user_field, "") if user_field else "")
+                subject, use = (
+                    self.subject(address),
+                    (str(state["originator_id"]), state.get(user_field, "") if user_field else ""),
+                )
                 key_id = self._by_subject.get(subject)
                 if key_id is None or self._ciphers.get(key_id) is None or (key_id, *use) not in self._uses:
                     wanted[(subject, *use)] = address
@@ -286,7 +292,9 @@ class PersonalKeys:
             key = secrets.token_bytes(32)
             master_id, wrapped = self.masters.wrap(key)
             sealed_address = b64encode(_Cipher(key).encrypt(address.encode())).decode()
-            made.append((secrets.token_hex(8), subject, master_id, wrapped, sealed_address, datetime.now(UTC).isoformat()))
+            made.append(
+                (secrets.token_hex(8), subject, master_id, wrapped, sealed_address, datetime.now(UTC).isoformat())
+            )
         found: dict[str, tuple[str, _Cipher]] = {}
         with self._transaction(durable=False) as cursor:
             self._run_many(
@@ -423,7 +431,10 @@ class PersonalKeys:
             rows = self._run(
                 cursor, "SELECT pseudonym, organizations FROM {p}personal_erasures WHERE finished_at IS NULL"
             ).fetchall()
-        return [(pseudonym, organizations.split()) for pseudonym, organizations in (_values(r, "pseudonym", "organizations") for r in rows)]
+        return [
+            (pseudonym, organizations.split())
+            for pseudonym, organizations in (_values(r, "pseudonym", "organizations") for r in rows)
+        ]
 
     def finish_erasures(self, pseudonyms: Sequence[str]) -> None:
         now = datetime.now(UTC).isoformat()
@@ -550,11 +561,18 @@ class PersonalEventStore(EventStore[UUID]):
         self, originator_id: UUID, *, gt: int | None = None, lte: int | None = None, desc: bool = False,
         limit: int | None = None,
     ) -> Iterator[Any]:  # fmt: skip
-        stored = self.recorder.select_events(originator_id, gt=gt, lte=lte, desc=desc, limit=limit)
-        keys: PersonalKeys | None = getattr(self.mapper, "keys", None)
-        if keys is not None and len(stored) > 1:
-            keys.prefetch(plain_states(self.mapper, stored))
-        return map(self.mapper.to_domain_event, stored)
+        return iter(
+            decoded(self.mapper, self.recorder.select_events(originator_id, gt=gt, lte=lte, desc=desc, limit=limit))
+        )
+
+
+def decoded(mapper: Mapper[Any], stored: Sequence[Any]) -> list[Any]:
+    """`mapper.to_domain_event` of each stored event (or notification), the keys of the people they name
+    unwrapped first, in one query (`PersonalKeys.prefetch`), when the mapper seals personal data."""
+    keys: PersonalKeys | None = getattr(mapper, "keys", None)
+    if keys is not None and len(stored) > 1:
+        keys.prefetch(plain_states(mapper, stored))
+    return [mapper.to_domain_event(event) for event in stored]
 
 
 def plain_states(mapper: Mapper[Any], stored: Iterable[Any]) -> Iterator[bytes]:

@@ -29,6 +29,7 @@ from eventsourcing.utils import get_topic
 from membership import Organization, Organizations
 from membership.application import EmailOutcome
 from membership.exceptions import MembershipError
+from membership.personal_data import decoded
 from membership.tokens import INVITATION
 from projections import outbox
 from projections.engine.background import BackgroundLoop
@@ -86,7 +87,7 @@ class Mailer(BackgroundLoop):
         notifications = self.organizations.recorder.select_notifications(start=start + 1, limit=500, topics=TOPICS)
         if not notifications:
             return 0
-        rows = [self._delivery_row(self.organizations.mapper.to_domain_event(n)) for n in notifications]
+        rows = [self._delivery_row(event) for event in decoded(self.organizations.mapper, notifications)]
         with self.db.transaction() as cursor:
             if cursors.lock(self.db, cursor, CURSOR) != start:
                 return 0  # another worker took these meanwhile; the next round reads on from where it got
