@@ -28,6 +28,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from projections.engine.sql import Cursor, ReadDatabase
 
+_RANDOM = random.Random()  # noqa: S311 -- its own generator, not the module's shared one (see membership.application)
+
 TABLE = "idempotency_keys"
 STARTED, SAVED, DONE = "started", "saved", "done"
 PURGE_CHANCE = 0.01  # of claims that also delete every expired key (keeps the table at about a day's keys)
@@ -62,7 +64,7 @@ def claim(
     """
     moment = db.to_db_time(now)
     with db.transaction() as cursor:
-        if random.random() < PURGE_CHANCE:  # noqa: S311 -- housekeeping, not security
+        if _RANDOM.random() < PURGE_CHANCE:  # noqa: S311 -- housekeeping, not security
             cursor.execute(db.sql(f"DELETE FROM {TABLE} WHERE created_at < %s"), (db.to_db_time(now - retention),))
         cursor.execute(
             db.sql(

@@ -43,6 +43,10 @@ from membership.persistence import SnapshotCompressor
 from membership.personal_data import PersonalDataMapper, PersonalEventStore, PersonalKeys, SealedTranscoding
 from membership.tokens import INVITATION, INVITE_LINK, ParsedToken, TokenSigner, new_nonce
 
+# Jitter and housekeeping draws from a generator of its own: the module-level one is shared state that
+# other code (a test's Hypothesis, which checks it is untouched while it draws) may rely on.
+_RANDOM = random.Random()  # noqa: S311 -- not for secrets
+
 log = logging.getLogger(__name__)
 LOCK_STRIPES = 256
 MAILER = Actor("system:mailer", "", "Mailer")  # the actor of e-mail outcome events
@@ -600,7 +604,7 @@ class Organizations(Application[UUID]):
                     return attempt()
             except IntegrityError:
                 self.conflicts_retried += 1
-                time.sleep(random.uniform(0, 0.002 * (n + 1)))
+                time.sleep(_RANDOM.uniform(0, 0.002 * (n + 1)))
         raise err.ConflictError(too_fast)
 
     @contextmanager

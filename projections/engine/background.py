@@ -11,6 +11,8 @@ from typing import ClassVar
 from membership import Organizations
 from projections.engine.outages import is_transient
 
+_RANDOM = random.Random()  # noqa: S311 -- its own generator, not the module's shared one (see membership.application)
+
 log = logging.getLogger(__name__)
 FIRST_RETRY_S = 0.1
 MAX_RETRY_S = 5.0  # after an outage, work resumes within this of the database answering again
@@ -78,7 +80,7 @@ class BackgroundLoop(ABC):
             except Exception as error:
                 failures += 1
                 self.recover(error)
-                delay = min(FIRST_RETRY_S * 2 ** (failures - 1), MAX_RETRY_S) * random.uniform(0.8, 1.2)
+                delay = min(FIRST_RETRY_S * 2 ** (failures - 1), MAX_RETRY_S) * _RANDOM.uniform(0.8, 1.2)
                 if is_transient(error):
                     log.warning("%s: the database is unavailable (%s); retrying in %.1f s", self.name, error, delay)
                 else:
