@@ -26,7 +26,7 @@ from eventsourcing.utils import resolve_topic
 
 from membership import Organization
 from membership.events import missing_fields
-from membership.personal_data import PersonalKeys, forget_if_erased, plain_states
+from membership.personal_data import PersonalKeys, forget_if_erased
 
 
 @dataclass(frozen=True)
@@ -75,13 +75,24 @@ class ProjectionDecoder:
 
     def batch(self, notifications: Sequence[Notification]) -> list[tuple[int, Any]]:
         """(position, event) for each notification, in order; an event that cannot be decoded
-        becomes an `UndecodableEvent`, which every projection fails on (and so parks) alone."""
-        batch: list[tuple[int, Any]] = []
-        if self._keys is not None:  # the people's keys in one query, not one per person
-            self._keys.prefetch(plain_states(self._mapper, notifications))
+        becomes an `UndecodableEvent`, which every projection fails on (and so parks) alone.
+        Each is decrypted and decompressed once, and the keys of the people the batch names are unwrapped
+        first, in one query."""
+        plains: list[bytes | Exception] = []
         for notification in notifications:
             try:
-                batch.append((notification.id, self.decode(notification)))
+                plains.append(self._plain(notification))
+            except Exception as error:  # noqa: BLE001 -- it belongs to this event only
+                plains.append(error)
+        if self._keys is not None:
+            self._keys.prefetch(raw for raw in plains if isinstance(raw, bytes))
+        batch: list[tuple[int, Any]] = []
+        for notification, raw in zip(notifications, plains, strict=True):
+            try:
+                if isinstance(raw, Exception):
+                    raise raw
+                event = self._event(notification, raw) if self._lean else self.decode(notification)
+                batch.append((notification.id, event))
             except Exception as error:  # noqa: BLE001 -- whatever it is, it belongs to this event only
                 batch.append((notification.id, UndecodableEvent(notification, error)))
         return batch
@@ -89,19 +100,25 @@ class ProjectionDecoder:
     def decode(self, notification: Notification) -> Any:
         if not self._lean:
             return checked(self._mapper.to_domain_event(notification))
-        event = self._decode(notification)
-        forget_if_erased(self._keys, event)
-        return event
+        return self._event(notification, self._plain(notification))
 
-    def _decode(self, notification: Notification) -> Any:
-        cls = self._classes.get(notification.topic)
-        if cls is None:
-            cls = self._classes[notification.topic] = resolve_topic(notification.topic)
+    def _plain(self, notification: Notification) -> bytes:
         raw = notification.state
         if self._cipher:
             raw = self._cipher.decrypt(raw)
         if self._compressor:
             raw = self._compressor.decompress(raw)
+        return raw
+
+    def _event(self, notification: Notification, raw: bytes) -> Any:
+        event = self._decode(notification, raw)
+        forget_if_erased(self._keys, event)
+        return event
+
+    def _decode(self, notification: Notification, raw: bytes) -> Any:
+        cls = self._classes.get(notification.topic)
+        if cls is None:
+            cls = self._classes[notification.topic] = resolve_topic(notification.topic)
         state: dict[str, Any] = self._json.decode(raw.decode("utf-8"))
         state["originator_id"] = notification.originator_id
         state["originator_version"] = notification.originator_version
