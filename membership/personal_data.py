@@ -576,15 +576,19 @@ def decoded(mapper: Mapper[Any], stored: Sequence[Any]) -> list[Any]:
 
 
 def plain_states(mapper: Mapper[Any], stored: Iterable[Any]) -> Iterator[bytes]:
-    """Each stored event's JSON, decrypted and decompressed as `mapper` stores it (one that fails is left out:
-    decoding it reports the failure)."""
+    """Each stored event's JSON (`plain_state`); one that fails is left out: decoding it reports the failure."""
     for event in stored:
-        state = event.state
         try:
-            if mapper.cipher:
-                state = mapper.cipher.decrypt(state)
-            if mapper.compressor:
-                state = mapper.compressor.decompress(state)
+            yield plain_state(mapper, event)
         except Exception:  # noqa: BLE001,S112 -- see the docstring
             continue
-        yield state
+
+
+def plain_state(mapper: Mapper[Any], stored: Any) -> bytes:
+    """A stored event's JSON, decrypted and decompressed as `mapper` stores it."""
+    state: bytes = stored.state
+    if mapper.cipher:
+        state = mapper.cipher.decrypt(state)
+    if mapper.compressor:
+        state = mapper.compressor.decompress(state)
+    return state

@@ -26,7 +26,7 @@ from eventsourcing.utils import resolve_topic
 
 from membership import Organization
 from membership.events import missing_fields
-from membership.personal_data import PersonalKeys, forget_if_erased
+from membership.personal_data import PersonalKeys, forget_if_erased, plain_state
 
 
 @dataclass(frozen=True)
@@ -65,9 +65,8 @@ class ProjectionDecoder:
         self._mapper = mapper
         transcoder = mapper.transcoder
         # Another transcoder: decode exactly as the application does. A cipher or a compressor only changes the
-        # bytes: they are decrypted and decompressed first, then decoded the lean way.
+        # bytes: they are decrypted and decompressed first (plain_state), then decoded the lean way.
         self._lean = isinstance(transcoder, JSONTranscoder)
-        self._cipher, self._compressor = mapper.cipher, mapper.compressor
         self._fallback = transcoder._decode_obj if isinstance(transcoder, JSONTranscoder) else None  # noqa: SLF001
         self._json = json.JSONDecoder(object_hook=self._decode_object)
         self._keys: PersonalKeys | None = getattr(mapper, "keys", None)  # sealed personal data, opened directly
@@ -81,7 +80,7 @@ class ProjectionDecoder:
         plains: list[bytes | Exception] = []
         for notification in notifications:
             try:
-                plains.append(self._plain(notification))
+                plains.append(plain_state(self._mapper, notification))
             except Exception as error:  # noqa: BLE001 -- it belongs to this event only
                 plains.append(error)
         if self._keys is not None:
@@ -100,15 +99,7 @@ class ProjectionDecoder:
     def decode(self, notification: Notification) -> Any:
         if not self._lean:
             return checked(self._mapper.to_domain_event(notification))
-        return self._event(notification, self._plain(notification))
-
-    def _plain(self, notification: Notification) -> bytes:
-        raw = notification.state
-        if self._cipher:
-            raw = self._cipher.decrypt(raw)
-        if self._compressor:
-            raw = self._compressor.decompress(raw)
-        return raw
+        return self._event(notification, plain_state(self._mapper, notification))
 
     def _event(self, notification: Notification, raw: bytes) -> Any:
         event = self._decode(notification, raw)
